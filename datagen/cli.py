@@ -1,0 +1,52 @@
+"""`lab datagen --preset NAME --out DIR [--field value ...]`: build a corpus and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from datagen.config import ConfigError, load, parse_overrides, to_dict
+from datagen.contexts import ContextError
+from datagen.corpus import CorpusError, build_corpus, read_manifest
+from datagen.spec import CorpusSpec
+
+
+def summary(manifest: dict) -> str:
+    spec = manifest["spec"]
+    lines = [f"corpus: rendering={spec['rendering']} modulus={spec['graph']['modulus']} seed={spec['seed']}"]
+    for split, rows in manifest["rows"].items():
+        tokens = manifest["tokens"][split]
+        per_ctx = {ctx: sum(ops.values()) for ctx, ops in manifest["counts"][split].items()}
+        ops = sorted({int(op) for c in manifest["counts"][split].values() for op in c})
+        lines.append(f"  {split:5s} {rows:>9,} rows {tokens:>12,} tokens ({tokens / max(rows, 1):.0f}/row)  "
+                     f"op {ops[0]}-{ops[-1]}  contexts {per_ctx}")
+    lines.append(f"  distinct graphs per split {manifest['distinct_graphs']}, overlap {manifest['split_overlap']}")
+    lines.append(f"  tokenizer vocab {manifest['tokenizer']['vocab_size']}, "
+                 f"wall {manifest['provenance']['wall_s']:.1f}s, commit {manifest['provenance']['commit'][:12]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lab datagen", description=__doc__)
+    parser.add_argument("--preset", default="smoke", help="preset name or YAML path (section 'datagen')")
+    parser.add_argument("--out", required=True, type=Path, help="corpus directory to create")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        spec = load(CorpusSpec, args.preset, "datagen", parse_overrides(rest))
+        if args.out.exists():
+            existing = read_manifest(args.out)
+            if existing["spec"] != json.loads(json.dumps(to_dict(spec))):
+                raise CorpusError(f"{args.out}: exists with a different spec; choose another --out")
+            print(f"{args.out}: already built with this spec")
+            print(summary(existing))
+            return 0
+        manifest = build_corpus(spec, args.out, progress=not args.quiet)
+    except (ConfigError, ContextError, CorpusError) as err:
+        print(f"lab datagen: error: {err}", file=sys.stderr)
+        return 2
+    print(summary(manifest))
+    print(f"wrote {args.out}")
+    return 0

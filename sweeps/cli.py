@@ -1,0 +1,33 @@
+"""`lab`: one console script, one subcommand per stage.
+
+Subcommands are resolved lazily so `lab datagen` never pays for importing torch. Each target is a module
+exposing `main(argv) -> int`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "datagen": ("datagen.cli", "build a corpus (problems, splits, tokenizer, manifest)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: lab COMMAND [--preset NAME] [--field value ...]\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"lab: unknown command {name!r} (known: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
