@@ -27,6 +27,6 @@ if [ ! -e "$policy" ]; then
     chmod +x "$policy"
     created_policy=1
 fi
-trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+trap 'if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
 apt-get install -y -qq --no-install-recommends slurm-wlm munge
 have_all
