@@ -34,7 +34,7 @@ from datagen.config import to_dict
 from datagen.contexts import load_context
 from datagen.graph import Problem, generate
 from datagen.provenance import provenance
-from datagen.render import quantity_names, render
+from datagen.render import render
 from datagen.spec import SPLITS, CorpusSpec
 from datagen.tokenizer import build_tokenizer, vocab_fingerprint
 
@@ -91,10 +91,8 @@ def make_sample(spec: CorpusSpec, split: str, index: int, context: str, op: int)
             break
     else:
         raise CorpusError(f"no {split} problem with op={op} found in {MAX_ATTEMPTS} attempts")
-    surface_rng = random.Random(f"{spec.seed}/{split}/{index}/surface")
-    names = quantity_names(problem, ctx, spec.rendering, surface_rng)
-    rendered = render(problem, ctx, spec.rendering, names)
-    gold = {"problem": problem.to_dict(), "names": [names[n.index] for n in problem.nodes]}
+    rendered = render(problem, ctx, spec.rendering, random.Random(f"{spec.seed}/{split}/{index}/surface"))
+    gold = {"problem": problem.to_dict(), "names": [rendered.names[n.index] for n in problem.nodes]}
     return {
         "id": hashlib.sha256(f"{context}\n{rendered.text}".encode()).hexdigest()[:16],
         "split": split, "op": op, "context": context,

@@ -1,0 +1,1 @@
+"""Reasoning problems from dependency graphs: generator, contexts, renderings, verifier, corpora."""

@@ -1,0 +1,209 @@
+"""Text renderings of a Problem: `natural` (GSM-Infinite-like prose) and `compact` (one word per quantity).
+
+A rendering is a pure function of (problem, context, style, rng state). The rng first draws the slot -> name
+mapping, always consuming the same amount of randomness whatever the context, and then the statement order;
+so one Problem with one seed in two contexts differs only in its surface words. Punctuation stands apart as
+its own token, which makes every whitespace-separated token either a decimal number or a member of
+`vocabulary(ctx, style)`: that is how a closed tokenizer covers the corpus. verify.py is this module's inverse.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from datagen.graph import Node, Problem
+
+if TYPE_CHECKING:
+    from datagen.contexts import Context
+
+STYLES = ("natural", "compact")
+FORMAT_TOKENS = ("<question>", "</question>", "<solution>", "</solution>", "<answer>", "</answer>")
+OPERATORS = ("+", "-", "*")
+# The natural solution skeleton: "Define <label> as A ; so A = <expr> = <value> ." The parser splits steps at
+# STEP_MARKER, so no name or template may contain that word.
+STEP_MARKER = "Define"
+STEP_WORDS = (STEP_MARKER, "as", ";", "so", "=", ".")
+COMPACT_SYMBOLS = ("=", ";", "?")
+# Solution variables in step order: A..Z, then AA..ZZ (enough for any op a context's slots can hold).
+VARIABLES = tuple(string.ascii_uppercase) + tuple(a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)
+
+# Natural-language templates; a context may override any of them (same placeholders) under `phrasing`.
+# `label` names an instance quantity in the solution steps; statements and the question use the context's
+# `instance` / `aggregate` phrases as {target}, {a}, {b}, {c}.
+DEFAULT_PHRASING = {
+    "label": "{item} in {group}",
+    "leaf": "The {target} equals {const} .",
+    "const_add": "The {target} equals {const} more than the {a} .",
+    "const_sub": "The {target} equals {const} less than the {a} .",
+    "const_mul": "The {target} equals {const} times the {a} .",
+    "binary_add": "The {target} equals the sum of the {a} and the {b} .",
+    "binary_sub": "The {target} equals the difference of the {a} and the {b} .",
+    "binary_mul": "The {target} equals the product of the {a} and the {b} .",
+    "sum3": "The {target} equals the sum of the {a} , the {b} and the {c} .",
+    "question": "What is the {target} ?",
+}
+_OP_SUFFIX = {"+": "add", "-": "sub", "*": "mul"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    problem: str
+    question: str
+    solution: str
+    answer: str
+    text: str  # the full sequence
+    prompt: str  # text up to and including "<solution>": what RL and evaluation feed the model
+    names: dict[int, str]  # node index -> the quantity's name as the solution writes it (what verify() keys on)
+
+
+def quantity_names(problem: Problem, ctx: Context, style: str, rng: random.Random) -> dict[int, str]:
+    """Node index -> surface name, under the slot mapping `render` would draw from the same rng state."""
+    _check_style(style)
+    group_names, item_names = _draw_mapping(problem, ctx, rng)
+    if style == "compact":
+        return dict(enumerate(_compact_names(problem, ctx, group_names, item_names)))
+    labels, _ = _natural_names(problem, ctx, group_names, item_names)
+    return dict(enumerate(labels))
+
+
+def render(problem: Problem, ctx: Context, style: str, rng: random.Random) -> Rendered:
+    _check_style(style)
+    group_names, item_names = _draw_mapping(problem, ctx, rng)
+    if style == "natural":
+        labels, phrases = _natural_names(problem, ctx, group_names, item_names)
+        names = labels
+        statements, question, steps = _natural(problem, ctx, labels, phrases)
+    else:
+        names = _compact_names(problem, ctx, group_names, item_names)
+        statements, question, steps = _compact(problem, names)
+    rng.shuffle(statements)
+    body, solution, answer = " ".join(statements), " ".join(steps), str(problem.answer)
+    prompt = f"<question> {body} {question} </question> <solution>"
+    text = f"{prompt} {solution} </solution> <answer> {answer} </answer>"
+    return Rendered(body, question, solution, answer, text, prompt, dict(enumerate(names)))
+
+
+def vocabulary(ctx: Context, style: str) -> list[str]:
+    """Every whitespace-separated token `render` can emit for this context, numbers aside."""
+    _check_style(style)
+    words = set(FORMAT_TOKENS) | set(OPERATORS)
+    if style == "compact":
+        words |= set(COMPACT_SYMBOLS)
+        stems = (*ctx.compact_items, ctx.compact_category)
+        words |= {code + stem for code in ctx.compact_groups for stem in stems}
+        return sorted(words)
+    words |= set(STEP_WORDS) | set(VARIABLES)
+    templates = [ctx.instance, ctx.aggregate, *DEFAULT_PHRASING.values(), *ctx.phrasing.values()]
+    for text in (*ctx.groups, *ctx.items, ctx.category, *templates):
+        words.update(w for w in text.split() if not w.startswith("{"))
+    return sorted(words)
+
+
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+
+
+def _draw_mapping(problem: Problem, ctx: Context, rng: random.Random) -> tuple[list[int], list[int]]:
+    """Abstract group/item index -> index into the context's lists, a fresh random injection per sample.
+
+    The draw goes through a private generator seeded by one 64-bit word, so the caller's rng advances by
+    the same amount in every context and the statement shuffle that follows is context-independent.
+    """
+    n_groups = 1 + max(n.group for n in problem.nodes)
+    n_items = 1 + max(n.item for n in problem.nodes)
+    if n_groups > len(ctx.groups) or n_items > len(ctx.items):
+        raise ValueError(
+            f"problem uses {n_groups} groups x {n_items} items but context {ctx.name!r} has only "
+            f"{len(ctx.groups)} x {len(ctx.items)}; generate it with the context's sizes"
+        )
+    private = random.Random(rng.getrandbits(64))
+    return private.sample(range(len(ctx.groups)), n_groups), private.sample(range(len(ctx.items)), n_items)
+
+
+def _natural_names(problem: Problem, ctx: Context, group_names: list[int], item_names: list[int]
+                   ) -> tuple[list[str], list[str]]:
+    """(labels for solution steps, phrases for statements and the question), by node index."""
+    label_template = ctx.phrasing.get("label", DEFAULT_PHRASING["label"])
+    labels, phrases = [], []
+    for node in problem.nodes:
+        group = ctx.groups[group_names[node.group]]
+        if node.item < 0:
+            phrase = ctx.aggregate.format(category=ctx.category, group=group)
+            labels.append(phrase)
+        else:
+            item = ctx.items[item_names[node.item]]
+            phrase = ctx.instance.format(item=item, group=group)
+            labels.append(label_template.format(item=item, group=group))
+        phrases.append(phrase)
+    return labels, phrases
+
+
+def _compact_names(problem: Problem, ctx: Context, group_names: list[int], item_names: list[int]) -> list[str]:
+    return [
+        ctx.compact_groups[group_names[n.group]]
+        + (ctx.compact_category if n.item < 0 else ctx.compact_items[item_names[n.item]])
+        for n in problem.nodes
+    ]
+
+
+def _variables(problem: Problem) -> dict[int, str]:
+    necessary = problem.necessary_nodes()
+    if len(necessary) > len(VARIABLES):
+        raise ValueError(f"{len(necessary)} necessary quantities exceed the {len(VARIABLES)} solution variables")
+    return {node.index: var for node, var in zip(necessary, VARIABLES)}
+
+
+def _expression(node: Node, refs) -> str:
+    """The right-hand side naming parents through `refs` (a name or variable per node index)."""
+    if node.kind == "const":
+        return f"{refs[node.parents[0]]} {node.op} {node.const}"
+    if node.kind == "binary":
+        return f"{refs[node.parents[0]]} {node.op} {refs[node.parents[1]]}"
+    return " + ".join(refs[p] for p in node.parents)
+
+
+def _natural(problem: Problem, ctx: Context, labels: list[str], phrases: list[str]
+             ) -> tuple[list[str], str, list[str]]:
+    phrasing = {**DEFAULT_PHRASING, **ctx.phrasing}
+    statements = []
+    for node in problem.nodes:
+        target = phrases[node.index]
+        parents = [phrases[p] for p in node.parents]
+        if node.kind == "leaf":
+            statements.append(phrasing["leaf"].format(target=target, const=node.const))
+        elif node.kind == "const":
+            template = phrasing["const_" + _OP_SUFFIX[node.op]]
+            statements.append(template.format(target=target, const=node.const, a=parents[0]))
+        elif node.kind == "binary":
+            template = phrasing["binary_" + _OP_SUFFIX[node.op]]
+            statements.append(template.format(target=target, a=parents[0], b=parents[1]))
+        elif node.kind == "sum3":
+            statements.append(phrasing["sum3"].format(target=target, a=parents[0], b=parents[1], c=parents[2]))
+        # Aggregates are never stated: "total ... in a group" is implied by the group's listed quantities.
+    question = phrasing["question"].format(target=phrases[problem.query])
+    variables = _variables(problem)
+    steps = []
+    for node in problem.necessary_nodes():
+        var = variables[node.index]
+        if node.kind == "leaf":
+            steps.append(f"{STEP_MARKER} {labels[node.index]} as {var} ; so {var} = {node.value} .")
+        else:
+            expression = _expression(node, variables)
+            steps.append(f"{STEP_MARKER} {labels[node.index]} as {var} ; so {var} = {expression} = {node.value} .")
+    return statements, question, steps
+
+
+def _compact(problem: Problem, names: list[str]) -> tuple[list[str], str, list[str]]:
+    statements = [
+        f"{names[n.index]} = {n.const if n.kind == 'leaf' else _expression(n, names)} ;" for n in problem.nodes
+    ]
+    steps = [
+        f"{names[n.index]} = {n.value} ;" if n.kind == "leaf"
+        else f"{names[n.index]} = {_expression(n, names)} = {n.value} ;"
+        for n in problem.necessary_nodes()
+    ]
+    return statements, f"? {names[problem.query]}", steps

@@ -1,0 +1,63 @@
+"""Ledger arithmetic and the mid/RL budget planner."""
+
+import pytest
+
+from rl.budget import ComputeLedger, plan_budget, rl_step_token_equivalents
+
+
+def test_ledger_counts_actual_tokens():
+    ledger = ComputeLedger(params=1000)
+    # 2 prompts of 10 and 20 tokens, 3 rollouts each, completions of these lengths:
+    ledger.record_step(prompts=2, rollouts=3, prompt_tokens=30, generated_tokens=[5, 6, 7, 8, 9, 10],
+                       updates=1, with_reference=True, with_old_logprobs=False)
+    seen = 3 * 30 + 45  # every sample's prompt + its completion = 135 tokens
+    assert ledger.samples == 6 and ledger.generated_tokens == 45
+    assert ledger.rollout_flops == 2 * 1000 * (30 + 45)  # prompts prefilled once, then decoded tokens
+    assert ledger.reference_flops == 2 * 1000 * seen
+    assert ledger.policy_flops == 6 * 1000 * seen
+    assert ledger.nkl == seen
+    assert ledger.token_equivalents == pytest.approx((2 * 75 + 2 * seen + 6 * seen) / 6)
+    assert ledger.paper_token_equivalents == pytest.approx(5 / 3 * 6 * 2048)
+
+
+def test_ledger_without_reference_and_multiple_updates():
+    ledger = ComputeLedger(params=10)
+    for _ in range(2):
+        ledger.record_step(prompts=1, rollouts=2, prompt_tokens=4, generated_tokens=[1, 3],
+                           updates=2, with_reference=False, with_old_logprobs=True)
+    seen = 2 * 4 + 4
+    assert ledger.steps == 2 and ledger.reference_flops == 0
+    assert ledger.policy_flops == 2 * 6 * 10 * seen * 2
+    assert ledger.rollout_flops == 2 * (2 * 10 * (4 + 4) + 2 * 10 * seen)
+    assert ledger.summary()["flops"] == ledger.flops
+
+
+def test_paper_rl_step_matches_its_stated_cost():
+    # "one RL step ≈ 21M tokens ≈ 40 mid-training steps" (1,024 prompts x 6 rollouts x 2,048 tokens, batch 512K)
+    step = rl_step_token_equivalents(1024, 6, 2048, kl=True)
+    assert step == pytest.approx(5 / 3 * 1024 * 6 * 2048)
+    assert 20e6 < step < 22e6
+    assert round(step / 524_288) == 40
+
+
+def test_plan_splits_budget_exactly():
+    plan = plan_budget(total_tokens=1_000_000, betas=[0, 0.2, 0.5, 0.8, 1], mid_batch_tokens=10_000,
+                       prompts_per_step=8, rollouts=4, seq_len=50, kl=False)
+    step = (8 / 6) * 8 * 4 * 50
+    by_beta = {a.beta: a for a in plan.arms}
+    assert by_beta[0].mid_tokens == 1_000_000 and by_beta[0].rl_steps == 0
+    assert by_beta[1].mid_tokens == 0 and by_beta[1].rl_steps == int(1_000_000 // step)
+    assert by_beta[0.2].mid_steps == 80 and by_beta[0.2].rl_steps == int(200_000 // step)
+    for a in plan.arms:
+        assert a.mid_tokens + a.rl_token_equivalents == pytest.approx(1_000_000)
+    assert "beta" in plan.table()
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"betas": [1.5]}, "betas"), ({"total_tokens": 0}, "total_tokens"), ({"rollouts": 0}, "rollouts"),
+])
+def test_plan_rejects_bad_input(kwargs, field):
+    args = dict(total_tokens=100, betas=[0.5], mid_batch_tokens=10, prompts_per_step=1, rollouts=2, seq_len=5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        plan_budget(**args)

@@ -1,0 +1,173 @@
+"""Corpus builder: exact mixtures, disjoint splits, determinism across processes, atomic writes."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from datagen import config
+from datagen.config import ConfigError
+from datagen.corpus import (SPLIT_BUCKETS, CorpusError, allocate, build_corpus, load_gold, read_manifest,
+                            read_split, row_plan, split_of, verify_shards)
+from datagen.spec import CorpusSpec
+from datagen.verify import verify
+
+
+def spec(**kw):
+    base = {
+        "seed": 3, "rendering": "compact", "splits": {"train": 300, "val": 30, "test": 30},
+        "ops": [{"lo": 2, "hi": 5}], "shard_rows": 100,
+        "contexts": [{"name": "zoo", "share": 0.9}, {"name": "teachers", "share": 0.1, "ops": [{"lo": 2, "hi": 2}]}],
+    }
+    base.update(kw)
+    return config.build(CorpusSpec, base, "datagen")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("c") / "corpus"
+    build_corpus(spec(), out, progress=False)
+    return out
+
+
+def test_allocate_is_exact_largest_remainder():
+    assert allocate({"a": 0.999, "b": 0.001}, 100_000) == {"a": 99_900, "b": 100}
+    assert allocate({"a": 0.5, "b": 0.25, "c": 0.25}, 3) == {"a": 1, "b": 1, "c": 1}  # remainders .5 < .75 = .75
+    assert allocate({"a": 0.6, "b": 0.3, "c": 0.1}, 3) == {"a": 2, "b": 1, "c": 0}
+    counts = allocate({i: 1 / 7 for i in range(7)}, 100)
+    assert sum(counts.values()) == 100 and set(counts.values()) <= {14, 15}
+
+
+@pytest.mark.parametrize("share", [0.0, 0.001, 0.01, 0.1])
+def test_context_ratios_are_honoured_exactly(share):
+    s = spec(contexts=[{"name": "zoo", "share": 1 - share}, {"name": "teachers", "share": share, "ops": [{"lo": 2, "hi": 2}]}])
+    plan = row_plan(s, "train", 10_000)
+    teachers = [op for ctx, op in plan if ctx == "teachers"]
+    assert len(teachers) == round(10_000 * share)
+    assert set(teachers) <= {2}
+
+
+def test_op_weights_normalised_per_range():
+    s = spec(ops=[{"lo": 2, "hi": 4, "weight": 0.2}, {"lo": 5, "hi": 7, "weight": 0.3}, {"lo": 8, "hi": 10, "weight": 0.5}],
+             contexts=[{"name": "zoo", "share": 1.0}])
+    w = s.op_weights(s.contexts[0])
+    assert w[2] == pytest.approx(0.2 / 3) and w[10] == pytest.approx(0.5 / 3)
+    assert sum(w.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"contexts": [{"name": "mars", "share": 1.0}]}, r"contexts\[0\]\.name"),
+    ({"contexts": [{"name": "zoo", "share": 1.5}]}, r"contexts\[0\]\.share"),
+    ({"contexts": [{"name": "zoo", "share": 0.5}]}, r"datagen\.contexts: shares must sum to 1"),
+    ({"contexts": []}, r"datagen\.contexts: empty"),
+    ({"ops": [{"lo": 0, "hi": 3}]}, r"ops\[0\]\.lo"),
+    ({"ops": [{"lo": 2, "hi": 3, "weight": -1}]}, r"ops\[0\]\.weight"),
+    ({"ops": []}, r"datagen\.ops: empty"),
+    ({"splits": {"trian": 5}}, r"splits\.trian"),
+    ({"colour": "blue"}, r"datagen\.colour: unknown key"),
+])
+def test_bad_spec_names_field(bad, field):
+    with pytest.raises(ConfigError, match=field):
+        spec(**bad)
+
+
+def test_manifest_counts_and_checksums(corpus):
+    m = read_manifest(corpus)
+    assert m["rows"] == {"train": 300, "val": 30, "test": 30}
+    assert m["counts"]["train"]["teachers"] == {"2": 30}
+    assert sum(m["counts"]["train"]["zoo"].values()) == 270
+    assert all(v == 0 for v in m["split_overlap"].values())
+    for shard in m["shards"]:
+        assert hashlib.sha256((corpus / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
+    verify_shards(corpus)
+    assert (corpus / "tokenizer" / "tokenizer.json").exists()
+
+
+def test_rows_are_consistent_and_verifiable(corpus):
+    df = read_split(corpus, "train")
+    assert list(df.columns)[:8] == ["id", "split", "op", "context", "problem", "question", "solution", "answer"]
+    assert df["id"].is_unique
+    assert (df["split"] == "train").all()
+    for _, row in df.head(50).iterrows():
+        problem, names = load_gold(row)
+        assert problem.op == row["op"]
+        assert str(problem.evaluate()) == row["answer"]
+        assert split_of(row["graph_hash"]) == "train" == split_of(problem.canonical_hash())
+        assert row["text"].startswith("<question> ") and row["text"].endswith(" </answer>")
+        assert verify(row["text"], problem, names, "compact").verified
+
+
+def test_splits_disjoint_by_graph_hash(corpus):
+    hashes = {s: set(read_split(corpus, s)["graph_hash"]) for s in ("train", "val", "test")}
+    assert not hashes["train"] & hashes["test"] and not hashes["train"] & hashes["val"]
+    for split, h in hashes.items():
+        lo, hi = SPLIT_BUCKETS[split]
+        assert all(lo <= int(x[:12], 16) / 16**12 < hi for x in h)
+
+
+def test_parallel_build_is_byte_identical(tmp_path, corpus):
+    out = tmp_path / "par"
+    build_corpus(spec(workers=2), out, progress=False)
+    one = {s["file"]: s["sha256"] for s in read_manifest(corpus)["shards"]}
+    two = {s["file"]: s["sha256"] for s in read_manifest(out)["shards"]}
+    assert one == two and len(one) == 5
+
+
+def test_token_budget_sets_train_rows(tmp_path):
+    out = tmp_path / "tok"
+    m = build_corpus(spec(splits={"train": 1}, train_tokens=20_000), out, progress=False)
+    assert 0.8 * 20_000 < m["tokens"]["train"] < 1.2 * 20_000
+
+
+def test_corrupt_shard_is_named(tmp_path, corpus):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy)
+    shard = sorted(copy.glob("train-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CorpusError, match=shard.name):
+        verify_shards(copy)
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    import datagen.corpus as corpus_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(corpus_mod, "_manifest", boom)
+    with pytest.raises(RuntimeError):
+        build_corpus(spec(), tmp_path / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _lab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sweeps.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_builds_then_is_idempotent(tmp_path):
+    out = tmp_path / "c"
+    first = _lab("datagen", "--preset", "smoke", "--out", str(out), "--quiet", "--seed", "5", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "train" in first.stdout and (out / "manifest.json").exists()
+    assert json.loads((out / "manifest.json").read_text())["spec"]["seed"] == 5
+    again = _lab("datagen", "--preset", "smoke", "--out", str(out), "--quiet", "--seed", "5", cwd=tmp_path)
+    assert again.returncode == 0 and "already built" in again.stdout
+    other = _lab("datagen", "--preset", "smoke", "--out", str(out), "--quiet", "--seed", "6", cwd=tmp_path)
+    assert other.returncode != 0 and "different spec" in other.stderr
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--contexts", "[{name: mars, share: 1.0}]"], "contexts[0].name"),
+    (["--splits", "{train: 10}", "--contexts", "[{name: zoo, share: 2}]"], "contexts[0].share"),
+    (["--ops", "[{lo: 0, hi: 2}]"], "ops[0].lo"),
+    (["--frobnicate", "1"], "frobnicate"),
+])
+def test_cli_bad_spec_exits_nonzero_and_writes_nothing(tmp_path, args, field):
+    out = tmp_path / "bad"
+    result = _lab("datagen", "--preset", "smoke", "--out", str(out), "--quiet", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert field in result.stderr
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []

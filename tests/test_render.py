@@ -1,0 +1,155 @@
+"""Renderings: exact sequence format, statement coverage, closed vocabulary, determinism."""
+
+import dataclasses
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from datagen.contexts import context_vocabulary, load_context
+from datagen.graph import GraphConfig, Node, Problem, generate
+from datagen.render import STYLES, VARIABLES, quantity_names, render
+
+CONTEXTS = ("zoo", "teachers", "movies")
+
+
+def sample(seed: int, op: int, context: str = "zoo", modulus: int | None = 23):
+    ctx = load_context(context)
+    problem = generate(op, random.Random(seed), GraphConfig(modulus=modulus), len(ctx.groups), len(ctx.items))
+    return problem, ctx
+
+
+def split(text: str, end: str) -> list[str]:
+    """Statements of a problem text, each keeping its closing punctuation `end`."""
+    return [part.strip() + end for part in text.split(end) if part.strip()]
+
+
+def leaf_const_total() -> Problem:
+    """A = 3; B = A + 2; C = total of their group (A + B); one distractor D = B * 2; query C."""
+    return Problem((
+        Node(0, 0, 0, "leaf", None, (), 3, 3, True),
+        Node(1, 0, 1, "const", "+", (0,), 2, 5, True),
+        Node(2, 0, -1, "aggregate", "+", (0, 1), None, 8, True),
+        Node(3, 1, 0, "const", "*", (1,), 2, 10, False),
+    ), 2, 2, None)
+
+
+def test_natural_rendering_of_a_known_problem():
+    problem = leaf_const_total()
+    r = render(problem, load_context("zoo"), "natural", random.Random(1))
+    a, b, c, d = (r.names[i] for i in range(4))
+    assert re.fullmatch(r"adult \w+ in [A-Z]\w+ (Zoo|Valley|Park|Ridge|Grove)", a)
+    assert c.startswith("total number of animals in ") and c.endswith(a.split(" in ")[1])
+    assert r.solution == (f"Define {a} as A ; so A = 3 . Define {b} as B ; so B = A + 2 = 5 . "
+                          f"Define {c} as C ; so C = A + B = 8 .")
+    assert sorted(split(r.problem, " .")) == sorted([
+        f"The number of {a} equals 3 .",
+        f"The number of {b} equals 2 more than the number of {a} .",
+        f"The number of {d} equals 2 times the number of {b} .",
+    ])
+    assert r.question == f"What is the {c} ?"
+    assert r.answer == "8"
+    assert r.prompt == f"<question> {r.problem} {r.question} </question> <solution>"
+    assert r.text == f"{r.prompt} {r.solution} </solution> <answer> 8 </answer>"
+
+
+def test_compact_rendering_of_a_known_problem():
+    problem = leaf_const_total()
+    r = render(problem, load_context("zoo"), "compact", random.Random(1))
+    a, b, c, d = (r.names[i] for i in range(4))
+    assert all(re.fullmatch(r"[A-Z][a-z]{3}", n) for n in (a, b, c, d))
+    assert c == a[0] + "ani" and b[0] == a[0]
+    statements = [f"{a} = 3 ;", f"{b} = {a} + 2 ;", f"{c} = {a} + {b} ;", f"{d} = {b} * 2 ;"]
+    assert sorted(split(r.problem, " ;")) == sorted(statements)
+    assert r.question == f"? {c}"
+    assert r.solution == f"{a} = 3 ; {b} = {a} + 2 = 5 ; {c} = {a} + {b} = 8 ;"
+    assert r.text == (f"<question> {r.problem} ? {c} </question> "
+                      f"<solution> {r.solution} </solution> <answer> 8 </answer>")
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32), op=st.integers(1, 40), context=st.sampled_from(CONTEXTS),
+       style=st.sampled_from(STYLES), modulus=st.sampled_from([None, 23]))
+def test_every_token_is_in_the_closed_vocabulary(seed, op, context, style, modulus):
+    problem, ctx = sample(seed, op, context, modulus)
+    r = render(problem, ctx, style, random.Random(seed))
+    vocabulary = set(context_vocabulary(ctx, style))
+    outside = [t for t in r.text.split() if t not in vocabulary and not re.fullmatch(r"0|[1-9][0-9]*", t)]
+    assert outside == []
+    assert r.text == " ".join(r.text.split())  # single spaces, no stray whitespace
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_statements_cover_the_problem(context):
+    for seed in range(30):
+        problem, ctx = sample(seed, 2 + seed % 19, context)
+        stated = [n for n in problem.nodes if n.kind != "aggregate"]
+        natural = render(problem, ctx, "natural", random.Random(seed))
+        assert natural.problem.split().count(".") == len(stated)  # aggregates are implicit in natural text
+        assert not re.search(r"(^|\. )The total number of", natural.problem)
+        assert natural.solution.split().count("Define") == len(problem.necessary_nodes())
+        compact = render(problem, ctx, "compact", random.Random(seed))
+        assert compact.problem.split().count(";") == len(problem.nodes)  # compact states aggregates as sums
+        assert compact.solution.split().count(";") == len(problem.necessary_nodes())
+        for r in (natural, compact):
+            assert r.answer == str(problem.evaluate())
+            assert len(set(r.names.values())) == len(problem.nodes)
+            assert r.text.startswith(r.prompt) and r.prompt.endswith("</question> <solution>")
+
+
+def test_statements_are_shuffled_and_seeded():
+    problem, ctx = sample(0, 12)
+    texts = {render(problem, ctx, "compact", random.Random(s)).problem for s in range(20)}
+    assert len(texts) == 20
+    assert render(problem, ctx, "natural", random.Random(5)) == render(problem, ctx, "natural", random.Random(5))
+    in_order = 0
+    for seed in range(20):
+        r = render(problem, ctx, "compact", random.Random(seed))
+        defined = [s.split()[0] for s in split(r.problem, " ;")]
+        in_order += defined == [r.names[n.index] for n in problem.nodes]
+    assert in_order < 2
+
+
+def test_quantity_names_match_render():
+    for seed in range(20):
+        problem, ctx = sample(seed, 8, CONTEXTS[seed % 3])
+        for style in STYLES:
+            assert quantity_names(problem, ctx, style, random.Random(seed)) == \
+                render(problem, ctx, style, random.Random(seed)).names
+
+
+def test_two_contexts_same_seed_differ_only_in_surface():
+    problem, zoo = sample(4, 15)
+    teachers = load_context("teachers")
+    # A context of another size must not shift the statement order either.
+    bigger = dataclasses.replace(
+        teachers, groups=(*teachers.groups, "Elm High"), compact_groups=(*teachers.compact_groups, "EH"),
+        items=(*teachers.items, "poetry teacher"), compact_items=(*teachers.compact_items, "poe"))
+
+    def skeleton(r):
+        index = {name: f"<q{i}>" for i, name in r.names.items()}
+        return " ".join(index.get(t, t) for t in r.text.split())
+    a = render(problem, zoo, "compact", random.Random(9))
+    for other in (teachers, bigger):
+        b = render(problem, other, "compact", random.Random(9))
+        assert a.text != b.text
+        assert skeleton(a) == skeleton(b)
+
+
+def test_long_solutions_use_two_letter_variables():
+    problem, ctx = sample(1, 40)
+    assert len(problem.necessary_nodes()) > 26
+    r = render(problem, ctx, "natural", random.Random(1))
+    assert " as AA ; so AA = " in r.solution
+    assert VARIABLES[26] == "AA" and len(set(VARIABLES)) == 26 * 27
+
+
+def test_unknown_style_and_too_small_context_are_errors():
+    problem, ctx = sample(0, 5)
+    with pytest.raises(ValueError, match="unknown style 'fancy'"):
+        render(problem, ctx, "fancy", random.Random(0))
+    big = generate(30, random.Random(0), GraphConfig(), 40, 40)
+    with pytest.raises(ValueError, match=r"context 'zoo' has only 12 x 22"):
+        render(big, ctx, "natural", random.Random(0))
