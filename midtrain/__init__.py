@@ -1,0 +1,1 @@
+"""Mid-training: `pretrain`'s recipe continued from a finished run, on another mixture, with its own schedule."""

@@ -1,0 +1,100 @@
+"""Typed configs for next-token training; `presets/*.yaml` section `pretrain:` builds into `PretrainConfig`.
+
+`TrainConfig` holds everything a next-token run needs except where the weights come from, so pre-training
+(`PretrainConfig` adds the architecture) and mid-training (`midtrain.config.MidtrainConfig` only changes the
+schedule defaults; its architecture is the init checkpoint's) share one schema. A run's length is stated in
+tokens, not steps, because budgets in the study are token budgets; steps follow from the batch shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from datagen.config import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """A Qwen2-style decoder; the vocabulary comes from the corpus tokenizer, not from here."""
+
+    layers: int = 12
+    hidden: int = 768
+    ffn: int = 3072
+    heads: int = 12
+    kv_heads: int = 2
+    rope_theta: float = 1e6
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    max_len: int = 2048  # RoPE context the model is built for; seq_len may not exceed it
+
+    def validate(self, where: str) -> None:
+        for name in ("layers", "hidden", "ffn", "heads", "kv_heads", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.hidden % self.heads:
+            raise ConfigError(f"{where}.heads: {self.heads} does not divide hidden={self.hidden}")
+        if self.heads % self.kv_heads:
+            raise ConfigError(f"{where}.kv_heads: {self.kv_heads} does not divide heads={self.heads}")
+        if (self.hidden // self.heads) % 2:
+            raise ConfigError(f"{where}.heads: head dim {self.hidden // self.heads} must be even for RoPE")
+
+
+@dataclass
+class TrainConfig:
+    tokens: int = 1_000_000  # budget: steps = ceil(tokens / tokens_per_step)
+    seq_len: int = 2048
+    batch_size: int = 8  # sequences per micro-batch
+    accumulate: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-4
+    min_lr: float = 3e-5
+    warmup: float = 0.05  # fraction of steps
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    loss: Literal["all", "solution"] = "all"  # "solution": only tokens after <solution> are targets
+    split: str = "train"
+    seed: int = 0
+    precision: Literal["auto", "32-true", "bf16-mixed", "bf16-true"] = "auto"  # auto: bf16-mixed on GPU, else fp32
+    compile: bool = False  # torch.compile the model (worth it on GPU only)
+    num_workers: int = 0  # DataLoader worker processes; the batch order does not depend on it
+    block_rows: int = 4096  # rows shuffled and packed together; bounds the data pipeline's memory
+    log_every: int = 10  # steps
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    keep_checkpoints: bool = False  # keep the Lightning checkpoints once the HF model is saved
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.accumulate * self.seq_len
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.tokens_per_step)
+
+    def validate(self, where: str) -> None:
+        for name in ("tokens", "seq_len", "batch_size", "accumulate", "log_every", "checkpoint_every", "block_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            raise ConfigError(f"{where}.seq_len: must be >= 2, got {self.seq_len}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ConfigError(f"{where}.min_lr: must lie in (0, lr={self.lr}], got {self.min_lr}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"{where}.warmup: fraction must lie in [0, 1), got {self.warmup}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"{where}.betas: expected two values in [0, 1), got {self.betas}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError(f"{where}: weight_decay and grad_clip must be >= 0")
+        if self.num_workers < 0:
+            raise ConfigError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.seq_len > self.model.max_len:
+            raise ConfigError(f"{where}.seq_len: {self.seq_len} exceeds model.max_len={self.model.max_len}")

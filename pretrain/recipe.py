@@ -1,0 +1,240 @@
+"""A next-token training run in four steps: setup / train / save / cleanup (pre-training and mid-training alike).
+
+A run directory is the unit of work and of recovery:
+
+    RUN_DIR/config.json         what was asked (stage, config, corpus identity, init); a rerun must match it
+    RUN_DIR/metrics.jsonl       append-only metrics, survives resumes
+    RUN_DIR/checkpoints/last.ckpt   Lightning state for exact resume (every `checkpoint_every` steps, and on SIGTERM)
+    RUN_DIR/model/              HF `save_pretrained` dir + tokenizer, written to a temp dir and renamed
+    RUN_DIR/summary.json        written last: its presence means the run is finished
+
+So the same command is idempotent: finished → nothing to do; interrupted (even by SIGKILL) → resume from
+last.ckpt and, because the data position is a function of the step, end with the weights of an uninterrupted
+run. Every input is checked in `setup`, before any training, so bad inputs cost seconds, not a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor,
+                                         TQDMProgressBar)
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from transformers.utils import logging as hf_logging
+
+from datagen.config import to_dict
+from datagen.corpus import read_manifest, verify_shards
+from datagen.provenance import provenance
+from datagen.tokenizer import load_tokenizer, vocab_fingerprint
+from pretrain.config import TrainConfig
+from pretrain.data import PackedData, length_stats
+from pretrain.metrics import JsonlLogger, read_metrics
+from pretrain.model import InputError, build_model, load_init
+from pretrain.module import CausalLM
+
+# Both are about the data stream and both are handled by it (pretrain.data): it restarts at the restored step, so
+# a mid-epoch resume is exact, and it splits its batches among DataLoader workers itself.
+warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch ended")
+warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
+
+
+class Stopwatch(Callback):
+    """Training wall time summed over every process of a run; its state travels in the checkpoints."""
+
+    def __init__(self):
+        self.before, self.since = 0.0, None
+
+    @property
+    def total(self) -> float:
+        return self.before + (time.perf_counter() - self.since if self.since is not None else 0.0)
+
+    def on_train_start(self, *_) -> None:
+        self.since = time.perf_counter()
+
+    def on_train_end(self, *_) -> None:
+        self.before, self.since = self.total, None
+
+    def state_dict(self) -> dict:
+        return {"wall_s": self.total}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.before = state["wall_s"]
+
+
+class CheckpointOnSigterm(Callback):
+    """Save last.ckpt and stop at the next optimizer-step boundary after SIGTERM.
+
+    Lightning records SIGTERM but, in a single process, acts on it only at an epoch end, and a run here is one
+    epoch. At a step boundary the weights, optimizer, scheduler and step counter agree, so the checkpoint is exact
+    (unlike ModelCheckpoint(save_on_exception=True), which would also save mid-step on any error)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_batch_end(self, trainer: L.Trainer, *_) -> None:
+        if trainer.received_sigterm and not trainer.fit_loop._should_accumulate():
+            trainer.save_checkpoint(self.path)
+            raise SIGTERMException()
+
+
+def corpus_id(manifest: dict) -> str:
+    """Identity of a corpus's bytes: a hash of its shard checksums."""
+    return hashlib.sha256(json.dumps(sorted(s["sha256"] for s in manifest["shards"])).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+class Recipe:
+    def __init__(self, stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
+                 init: str | Path | None = None, progress: bool = True):
+        self.stage, self.cfg, self.progress = stage, cfg, progress
+        self.data, self.out = Path(data), Path(out)
+        self.init = None if init is None else Path(init)
+        self.ckpt = self.out / "checkpoints" / "last.ckpt"
+
+    @property
+    def finished(self) -> bool:
+        return (self.out / "summary.json").exists()
+
+    # ---- setup: check every input, then build model, data and trainer --------------------------------------
+    def setup(self) -> None:
+        manifest = read_manifest(self.data)
+        self.record = {"stage": self.stage, "config": to_dict(self.cfg),
+                       "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
+                       "init": None if self.init is None else str(self.init.resolve())}
+        self._check_run_dir()
+        if self.finished:
+            return
+        verify_shards(self.data)
+        self.tokenizer = load_tokenizer(self.data / manifest["tokenizer"]["dir"])
+        if vocab_fingerprint(self.tokenizer) != manifest["tokenizer"]["fingerprint"]:
+            raise InputError(f"{self.data}: tokenizer does not match the manifest's vocabulary fingerprint")
+        self.lengths = length_stats(self.data, self.cfg.split, self.cfg.seq_len)
+        if self.lengths["truncated"]:
+            warnings.warn(f"{self.lengths['truncated']} of {self.lengths['documents']} documents are longer than "
+                          f"seq_len={self.cfg.seq_len} (longest {self.lengths['longest']}) and will be truncated")
+        if self.init is None:
+            model = build_model(self.cfg.model, self.tokenizer, self.cfg.seed)
+        else:
+            model = load_init(self._init_model_dir(), self.tokenizer)
+            if self.cfg.seq_len > model.config.max_position_embeddings:
+                raise InputError(f"seq_len {self.cfg.seq_len} exceeds the init model's context "
+                                 f"{model.config.max_position_embeddings}")
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_json(self.out / "config.json", self.record)
+        self.module = CausalLM(model, self.cfg)
+        self.datamodule = PackedData(self.data, self.tokenizer, self.cfg)
+        self.stopwatch = Stopwatch()
+        self.trainer = self._trainer()
+
+    def _check_run_dir(self) -> None:
+        path = self.out / "config.json"
+        if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(self.record)):
+            raise InputError(f"{self.out}: holds a run with a different config, corpus or init; "
+                             "rerun with the same arguments to resume, or choose another --out")
+
+    def _init_model_dir(self) -> Path:
+        # --init names a run directory; a bare HF model directory (with its tokenizer) works too.
+        if (self.init / "model").is_dir():
+            return self.init / "model"
+        if (self.init / "tokenizer.json").exists():
+            return self.init
+        raise InputError(f"{self.init}: no finished run to start from (expected {self.init / 'model'})")
+
+    def _trainer(self) -> L.Trainer:
+        cfg, cuda = self.cfg, torch.cuda.is_available()
+        if cuda:
+            torch.set_float32_matmul_precision("high")
+        precision = ("bf16-mixed" if cuda else "32-true") if cfg.precision == "auto" else cfg.precision
+        callbacks = [
+            ModelCheckpoint(dirpath=self.ckpt.parent, every_n_train_steps=cfg.checkpoint_every, save_top_k=0,
+                            save_last=True, enable_version_counter=False),
+            CheckpointOnSigterm(self.ckpt),
+            LearningRateMonitor(logging_interval="step"),
+            ThroughputMonitor(batch_size_fn=lambda b: b["input_ids"].shape[0],
+                              length_fn=lambda b: b["input_ids"].numel(),
+                              window_size=max(2, cfg.log_every * cfg.accumulate)),
+            self.stopwatch,
+        ]
+        if self.progress:
+            callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 2)))
+        return L.Trainer(
+            accelerator="auto", devices=1, precision=precision, max_steps=cfg.steps, max_epochs=1,
+            accumulate_grad_batches=cfg.accumulate, gradient_clip_val=cfg.grad_clip or None,
+            logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=cfg.log_every, callbacks=callbacks,
+            enable_progress_bar=self.progress, enable_model_summary=False, limit_val_batches=0,
+            num_sanity_val_steps=0, default_root_dir=self.out,
+        )
+
+    # ---- train: fresh or resumed ---------------------------------------------------------------------------
+    def train(self) -> None:
+        resume = self.ckpt if self.ckpt.exists() else None
+        if resume is not None:
+            print(f"{self.stage}: resuming {self.out} from {resume}")
+        self.trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume)
+        if self.trainer.global_step != self.cfg.steps:  # never mark a partial run finished
+            raise RuntimeError(f"training stopped at step {self.trainer.global_step} of {self.cfg.steps}")
+
+    # ---- save: the HF model (atomically), then the summary that marks the run finished -----------------------
+    def save(self) -> dict:
+        if not self.progress:
+            hf_logging.disable_progress_bar()
+        for stale in self.out.glob(".model.tmp-*"):  # left by a process killed while saving
+            shutil.rmtree(stale)
+        tmp = self.out / f".model.tmp-{os.getpid()}"
+        self.module.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        final = self.out / "model"
+        shutil.rmtree(final, ignore_errors=True)  # left by a run killed between this rename and the summary
+        tmp.rename(final)
+
+        cfg = self.cfg
+        params = self.module.model.num_parameters()
+        tokens = cfg.steps * cfg.tokens_per_step
+        summary = {
+            "stage": self.stage, "params": params, "tokens": tokens, "flops": 6 * params * tokens,
+            "steps": cfg.steps, "wall_s": round(self.stopwatch.total, 3),
+            "tokens_per_s": round(tokens / max(self.stopwatch.total, 1e-9), 1), "seed": cfg.seed,
+            "final_loss": self._final_loss(),
+            "data": {"dir": str(self.data.resolve()), **self.record["corpus"], **self.lengths},
+            "init": self.record["init"], "config": self.record["config"], **provenance(),
+        }
+        _write_json(self.out / "summary.json", summary)
+        return summary
+
+    def _final_loss(self) -> float | None:
+        # The last step's loss if this process trained it (it may not have been logged), else the last one logged.
+        if "train/loss" in self.trainer.callback_metrics:
+            return float(self.trainer.callback_metrics["train/loss"])
+        logged = read_metrics(self.out).get("train/loss")
+        return None if logged is None or logged.dropna().empty else float(logged.dropna().iloc[-1])
+
+    def cleanup(self) -> None:
+        if not self.cfg.keep_checkpoints:
+            shutil.rmtree(self.ckpt.parent, ignore_errors=True)
+
+
+def run(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path, init: str | Path | None = None,
+        progress: bool = True) -> dict | None:
+    """Train (or resume, or skip if finished) one run; the summary, or None when it was already finished."""
+    recipe = Recipe(stage, cfg, data, out, init, progress)
+    recipe.setup()
+    if recipe.finished:
+        return None
+    recipe.train()
+    summary = recipe.save()
+    recipe.cleanup()
+    return summary
