@@ -158,7 +158,7 @@ def build_corpus(spec: CorpusSpec, out: str | Path, progress: bool = True) -> di
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        tokenizer = build_tokenizer()
+        tokenizer = build_tokenizer(styles=(spec.rendering,))
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         splits = dict(spec.splits)
         if spec.train_tokens is not None:

@@ -2,8 +2,8 @@
 
 The problems come from a closed vocabulary (context names, template words, digits), so every word is a
 token: sequences stay short, and quantity names in the compact rendering are single tokens, which tiny CPU
-models need to learn copying at all. The vocabulary is built from *every* available context, not from one
-corpus, so corpora of different context mixes share a tokenizer: a model pre-trained on zoo alone can be
+models need to learn copying at all. The vocabulary is built from *every* available context (in the corpus's
+rendering), not from one corpus, so corpora of different context mixes share a tokenizer: a model pre-trained on zoo alone can be
 RL-trained on zoo + teachers. Numbers are split into single digits so any value tokenizes sensibly.
 Each piece carries its own leading space and decoding only concatenates, so encode→decode is exact.
 """
@@ -35,25 +35,29 @@ def _pieces(text: str) -> list[str]:
     return [piece for piece, _ in _pre_tokenizer().pre_tokenize_str(text)]
 
 
-def vocabulary(contexts: list[str] | None = None) -> list[str]:
-    """Sorted vocabulary (without special tokens) covering every string the renderer can emit."""
+def vocabulary(contexts: list[str] | None = None, styles: tuple[str, ...] = STYLES) -> list[str]:
+    """Sorted vocabulary (without special tokens) covering every string the renderer can emit in `styles`."""
     pieces: set[str] = {" "}
     pieces.update(d for digit in "0123456789" for d in (digit, " " + digit))
     for name in contexts or available_contexts():
         ctx = load_context(name)
-        for style in STYLES:
+        for style in styles:
             for text in context_vocabulary(ctx, style):
                 for piece in _pieces(text):
+                    # Rendered text is single-spaced and every segment after a format tag starts with a
+                    # space, so words only ever occur with their leading space.
                     bare = piece.lstrip(" ")
                     if bare and not bare.isspace():
-                        pieces.update((bare, " " + bare))
+                        pieces.add(" " + bare)
     return sorted(pieces)
 
 
-def build_tokenizer(contexts: list[str] | None = None) -> PreTrainedTokenizerFast:
+def build_tokenizer(contexts: list[str] | None = None, styles: tuple[str, ...] = STYLES) -> PreTrainedTokenizerFast:
+    """One tokenizer per rendering is enough (a model never sees both); a compact-only vocabulary is ~4x
+    smaller, which matters when the output layer is a large share of a tiny model's compute."""
     specials = [PAD, EOS, UNK, *FORMAT_TOKENS]
     vocab = {tok: i for i, tok in enumerate(specials)}
-    for piece in vocabulary(contexts):
+    for piece in vocabulary(contexts, styles):
         vocab.setdefault(piece, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     backend.pre_tokenizer = _pre_tokenizer()

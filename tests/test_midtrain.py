@@ -39,7 +39,7 @@ def test_midtrain_continues_from_the_pretrained_model(pretrained, tmp_path):
     vocab = json.loads((pretrained / "model" / "config.json").read_text())["vocab_size"]
     pre_first = read_metrics(pretrained)["train/loss"].dropna().iloc[0]
     # It starts where pre-training ended, far below a fresh model's ~ln(V) ...
-    assert metrics["train/loss"].dropna().iloc[0] < min(pre_first, math.log(vocab)) - 2.0
+    assert metrics["train/loss"].dropna().iloc[0] < min(pre_first, math.log(vocab)) - 1.0
     # ... with a fresh schedule of its own: warmup (15% of 10 steps) to the mid-training peak, then cosine down.
     lr = metrics["lr-AdamW/pg1"].dropna()
     assert lr.iloc[0] < lr.max() <= 1e-3 and lr.max() > 0.7e-3 and lr.iloc[-1] < lr.max()
