@@ -1,20 +1,25 @@
 """Batched autoregressive sampling for RL rollouts and evaluation.
 
 GRPO draws K completions per prompt, and evaluation draws up to 128. `model.generate(num_return_sequences=K)`
-repeats every prompt K times *before* the prefill, so the prompt (often longer than the answer) is encoded K times,
-and each decode step pays for generate's logits processors, stopping criteria and mask rebuilding. Here each distinct
-prompt is prefilled once, its key/value cache is then repeated to its K samples, and decoding runs on a preallocated
-static cache with an attention mask that is updated in place, so a decode step is one model call and a handful of
-tensor ops.
+repeats every prompt K times *before* the prefill, so each prompt is encoded K times and its keys/values are stored
+and re-read K times at every decode step. Here each distinct prompt is prefilled once and its keys/values are kept
+once ("shared prefix"); only the generated suffix is per sample. A decode step attends to both with a custom
+attention function that reads each prompt's keys once for all of its K samples. On a small model decoding is bound by
+memory traffic and per-call overhead rather than arithmetic, so this, a preallocated suffix cache and a single
+uniform draw per row are where the speed comes from (see benchmarks/bench_sampler.py).
 
-Rows of the result are prompt-major (row i belongs to prompt i // k), the layout `rl.losses.group_advantages`
-expects.
+Needs a transformers causal LM with `.model` and `.lm_head` whose attention dispatches through `AttentionInterface`
+(the Qwen2/Llama family) and no sliding window. Rows of the result are prompt-major (row i belongs to prompt i // k),
+the layout `rl.losses.group_advantages` expects.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from transformers import StaticCache
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import Cache, CacheLayerMixin
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,6 @@ class Rollouts:
         return [len(completion) for completion in self.tokens]
 
 
-@torch.inference_mode()
 def sample(
     model,
     prompt_ids: list[list[int]],
@@ -53,121 +57,229 @@ def sample(
         raise ValueError(f"need k >= 1 and max_new_tokens >= 1, got k={k}, max_new_tokens={max_new_tokens}")
     if getattr(model.config, "use_sliding_window", False):
         raise ValueError("the sampler builds full-attention masks only; sliding-window models are not supported")
-    device = model.device
-    input_ids, prompt_valid = _left_pad(prompt_ids, pad_token_id, device)
-    num_prompts, prompt_len = input_ids.shape
-    total_len = prompt_len + max_new_tokens
-
-    # A key position is attendable once it holds a real token; generated positions are switched on as they fill.
-    key_valid = torch.zeros(num_prompts, total_len, dtype=torch.bool, device=device)
-    key_valid[:, :prompt_len] = prompt_valid
-    cache = StaticCache(config=model.config, max_cache_len=total_len)
-
-    prefill_hidden = model.model(
-        input_ids=input_ids,
-        attention_mask={"full_attention": _prefill_mask(key_valid, prompt_len)},
-        position_ids=(prompt_valid.long().cumsum(-1) - 1).clamp(min=0),
-        past_key_values=cache,
-        use_cache=True,
-    ).last_hidden_state[:, -1]
-
-    # Fan each prompt out to its k samples only now, so the prompt is encoded once, not k times.
-    rows = torch.arange(num_prompts, device=device).repeat_interleave(k)
-    cache.reorder_cache(rows)
-    key_valid = key_valid[rows]
-    next_position = prompt_valid.sum(-1)[rows].unsqueeze(-1)
-    logits = model.lm_head(prefill_hidden)[rows].float()
-
-    batch = num_prompts * k
-    generated = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    logprob_sums = torch.zeros(batch, device=device) if return_logprobs else None
-    decode_mask = key_valid[:, None, None, :]  # a view: in-place updates of key_valid show through
-    steps_taken = 0
-    for step in range(max_new_tokens):
-        token, log_probs = _choose(logits, temperature, top_p, generator, return_logprobs)
-        token = token.masked_fill(finished, pad_token_id)
-        generated[:, step] = token
-        steps_taken = step + 1
-        if logprob_sums is not None:
-            logprob_sums += log_probs.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
-        if stop_token_id is not None:
-            finished |= token == stop_token_id
-            if bool(finished.all()):
-                break
-        if step == max_new_tokens - 1:
-            break
-        key_valid[:, prompt_len + step] = True
-        hidden = model.model(
-            input_ids=token[:, None],
-            attention_mask={"full_attention": decode_mask},
-            position_ids=next_position + step,
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state[:, -1]
-        logits = model.lm_head(hidden).float()
-
-    return _collect(generated[:, :steps_taken], finished, logprob_sums, stop_token_id, k)
+    with torch.inference_mode():
+        prompts = _left_pad(prompt_ids, pad_token_id, model.device)
+        prefix, logits = _prefill(model, prompts)
+        sampling = _Sampling(temperature, top_p, generator, return_logprobs)
+        generated, finished, logprob_sums = _decode(
+            model, prefix, prompts, logits, k, max_new_tokens, sampling, stop_token_id, pad_token_id
+        )
+    return _collect(generated, finished, logprob_sums, stop_token_id, k)
 
 
-def _left_pad(prompt_ids: list[list[int]], pad_token_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left padding keeps every prompt's last token in the final column, where decoding continues from."""
+@dataclass(frozen=True)
+class _Prompts:
+    ids: torch.Tensor  # [P, L], left-padded so every prompt's last token is in the last column
+    valid: torch.Tensor  # [P, L] bool, False on padding
+
+
+@dataclass(frozen=True)
+class _SharedPrefix:
+    """Every prompt's keys/values once, per layer [P, kv_heads, L, head_dim], and which positions are padding."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    padding: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    temperature: float
+    top_p: float
+    generator: torch.Generator | None
+    return_logprobs: bool
+
+
+def _left_pad(prompt_ids: list[list[int]], pad_token_id: int, device) -> _Prompts:
     if not prompt_ids or any(len(prompt) == 0 for prompt in prompt_ids):
         raise ValueError("every prompt needs at least one token")
     width = max(len(prompt) for prompt in prompt_ids)
-    input_ids = torch.full((len(prompt_ids), width), pad_token_id, dtype=torch.long)
+    ids = torch.full((len(prompt_ids), width), pad_token_id, dtype=torch.long)
     valid = torch.zeros(len(prompt_ids), width, dtype=torch.bool)
     for row, prompt in enumerate(prompt_ids):
-        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
         valid[row, width - len(prompt) :] = True
-    return input_ids.to(device), valid.to(device)
+    return _Prompts(ids.to(device), valid.to(device))
 
 
-def _prefill_mask(key_valid: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """Causal mask over real tokens, [P, 1, prompt_len, total_len].
+def _prefill(model, prompts: _Prompts) -> tuple[_SharedPrefix, torch.Tensor]:
+    """Encode the distinct prompts once; returns their keys/values and next-token logits [P, V]."""
+    cache = DynamicCache(config=model.config)
+    hidden = model.model(
+        input_ids=prompts.ids,
+        attention_mask=prompts.valid.long(),  # transformers builds the mask in the form its attention kernel wants
+        position_ids=(prompts.valid.long().cumsum(-1) - 1).clamp(min=0),
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state[:, -1]
+    padding = ~prompts.valid
+    # Padding rows attend to nothing, and some attention kernels return NaN for them. Their keys are masked later, but
+    # their values are multiplied by a zero weight, and 0 * NaN would poison every sample of the prompt.
+    prefix = _SharedPrefix(
+        keys=[layer.keys for layer in cache.layers],
+        values=[layer.values.masked_fill(padding[:, None, :, None], 0.0) for layer in cache.layers],
+        padding=padding,
+    )
+    return prefix, model.lm_head(hidden).float()
 
-    A padding query would otherwise see no key at all, and a fully masked softmax row yields NaN, which would then be
-    stored in the cache; letting it see itself keeps its (ignored) output finite.
+
+def _decode(model, prefix, prompts, logits, k, max_new_tokens, sampling, stop_token_id, pad_token_id):
+    """Sample token by token until every row has stopped or the budget is spent.
+
+    Finished rows keep being computed (their tokens are overwritten with padding): the shared-prefix attention relies
+    on the batch being exactly K rows per prompt, in prompt order.
     """
-    total_len = key_valid.shape[1]
-    query_pos = torch.arange(prompt_len, device=key_valid.device)[:, None]
-    key_pos = torch.arange(total_len, device=key_valid.device)[None, :]
-    mask = (key_pos <= query_pos) & key_valid[:, None, :]
-    mask |= key_pos == query_pos
-    return mask[:, None]
+    device = logits.device
+    logits = logits.repeat_interleave(k, dim=0)
+    batch = logits.shape[0]
+    next_position = prompts.valid.sum(-1).repeat_interleave(k)[:, None]
+    suffix_cache = Cache(layers=[_GrowInPlaceLayer(max_new_tokens) for _ in range(model.config.num_hidden_layers)])
+    generated = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    logprob_sums = torch.zeros(batch, device=device) if sampling.return_logprobs else None
+
+    with _attention_implementation(model, _SHARED_PREFIX_ATTENTION):
+        step = 0
+        while True:
+            token, log_probs = _choose(logits, sampling)
+            token = token.masked_fill(finished, pad_token_id)
+            generated[:, step] = token
+            if logprob_sums is not None:
+                logprob_sums += log_probs.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
+            if stop_token_id is not None:
+                finished |= token == stop_token_id
+            step += 1
+            if step == max_new_tokens or (stop_token_id is not None and bool(finished.all())):
+                break
+            hidden = model.model(
+                input_ids=token[:, None],
+                attention_mask={"full_attention": None},  # the prefix mask travels in shared_prefix
+                position_ids=next_position + (step - 1),
+                past_key_values=suffix_cache,
+                use_cache=True,
+                shared_prefix=prefix,
+            ).last_hidden_state[:, -1]
+            logits = model.lm_head(hidden).float()
+    return generated[:, :step], finished, logprob_sums
 
 
-def _choose(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None, want_log_probs: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if temperature == 0:
+class _GrowInPlaceLayer(CacheLayerMixin):
+    """One layer's generated keys/values, in buffers sized for the whole budget.
+
+    A decode step writes one column in place, where transformers' DynamicLayer re-copies the whole cache with
+    torch.cat, and attention reads only the filled part, where StaticLayer hands back the empty tail as well.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.filled = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, _, _ = key_states.shape
+        self.keys = key_states.new_empty(batch, heads, self.capacity, key_states.shape[-1])
+        self.values = value_states.new_empty(batch, heads, self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.filled + key_states.shape[-2]
+        self.keys[:, :, self.filled : end] = key_states
+        self.values[:, :, self.filled : end] = value_states
+        self.filled = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.filled + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.filled
+
+    def get_max_length(self) -> int:
+        return self.capacity
+
+
+_SHARED_PREFIX_ATTENTION = "rl_sampler_shared_prefix"
+
+
+def _shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, shared_prefix=None, **kwargs):
+    """One decode step's attention over [shared prompt prefix | this row's generated suffix].
+
+    query [P*K, H, 1, D]; key/value [P*K, G, t, D] are the suffix (all real tokens, so unmasked). Query heads are
+    grouped by prompt and key/value head, so a prompt's prefix keys are read once for all K samples and all heads in
+    the group: two matmuls per part instead of K, and no `repeat_kv` copies. One softmax spans both parts.
+    """
+    prefix_keys = shared_prefix.keys[module.layer_idx]
+    prefix_values = shared_prefix.values[module.layer_idx]
+    batch, heads, _, dim = query.shape
+    prompts, groups, prefix_len, _ = prefix_keys.shape
+    samples, per_group, suffix_len = batch // prompts, heads // groups, key.shape[2]
+    query = query.view(prompts, samples, groups, per_group, dim) * (scaling if scaling is not None else dim**-0.5)
+
+    by_prompt = query.transpose(1, 2).reshape(prompts, groups, samples * per_group, dim)
+    prefix_scores = torch.matmul(by_prompt, prefix_keys.transpose(-1, -2))  # [P, G, K*R, Lp]
+    prefix_scores = prefix_scores.masked_fill(shared_prefix.padding[:, None, None, :], float("-inf"))
+    by_row = query.view(batch, groups, per_group, dim)
+    suffix_scores = torch.matmul(by_row, key.transpose(-1, -2))  # [P*K, G, R, t]
+    suffix_scores = suffix_scores.view(prompts, samples, groups, per_group, suffix_len).transpose(1, 2)
+
+    weights = torch.cat([prefix_scores, suffix_scores.reshape(prompts, groups, samples * per_group, suffix_len)], -1)
+    weights = weights.float().softmax(-1).to(value.dtype)
+    prefix_out = torch.matmul(weights[..., :prefix_len], prefix_values)  # [P, G, K*R, D]
+    suffix_weights = weights[..., prefix_len:].reshape(prompts, groups, samples, per_group, suffix_len)
+    suffix_weights = suffix_weights.transpose(1, 2).reshape(batch, groups, per_group, suffix_len)
+    suffix_out = torch.matmul(suffix_weights, value)  # [P*K, G, R, D]
+    prefix_out = prefix_out.view(prompts, groups, samples, per_group, dim).transpose(1, 2)
+    output = prefix_out.reshape(batch, groups, per_group, dim) + suffix_out
+    return output.reshape(batch, 1, heads, dim), None
+
+
+AttentionInterface.register(_SHARED_PREFIX_ATTENTION, _shared_prefix_attention)
+
+
+@contextmanager
+def _attention_implementation(model, name: str) -> Iterator[None]:
+    """Switch the model's attention for the decode loop only; the prefill keeps the model's own implementation."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def _choose(logits: torch.Tensor, sampling: _Sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Next token per row and, if requested, the log-probs of the distribution it was drawn from."""
+    if sampling.temperature == 0:
         token = logits.argmax(-1)
-        return token, (torch.log_softmax(logits, -1) if want_log_probs else None)
-    logits = logits / temperature
-    if top_p < 1.0:
-        logits = _nucleus_filter(logits, top_p)
-    probs = torch.softmax(logits, -1)
-    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    return token, (torch.log_softmax(logits, -1) if want_log_probs else None)
+    else:
+        logits = logits / sampling.temperature
+        if sampling.top_p < 1.0:
+            logits = _nucleus_filter(logits, sampling.top_p)
+        token = _inverse_cdf_draw(torch.softmax(logits, -1), sampling.generator)
+    return token, (torch.log_softmax(logits, -1) if sampling.return_logprobs else None)
+
+
+def _inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One uniform number per row, where torch.multinomial draws one exponential per vocabulary entry: with a 2k
+    vocabulary its random number generation took a tenth of a decode step."""
+    cdf = probs.cumsum(-1)
+    # Scaling by the row total absorbs cumsum rounding; right=True never lands on a zero-probability token.
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 def _nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose mass reaches top_p (the top token always survives)."""
     sorted_logits, order = logits.sort(-1, descending=True)
     sorted_probs = sorted_logits.softmax(-1)
-    mass_before = sorted_probs.cumsum(-1) - sorted_probs
-    drop_sorted = mass_before >= top_p
+    drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 
-def _collect(
-    generated: torch.Tensor,
-    finished: torch.Tensor,
-    logprob_sums: torch.Tensor | None,
-    stop_token_id: int | None,
-    k: int,
-) -> Rollouts:
+def _collect(generated, finished, logprob_sums, stop_token_id, k) -> Rollouts:
     rows = generated.tolist()
     if stop_token_id is not None:
         rows = [row[: row.index(stop_token_id) + 1] if stop_token_id in row else row for row in rows]
