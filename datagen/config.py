@@ -81,8 +81,18 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             raw = next(it, None)
             if raw is None:
                 raise ConfigError(f"--{key} needs a value")
-        out[key.replace("-", "_")] = yaml.safe_load(raw)
+        out[key.replace("-", "_")] = _scalar(yaml.safe_load(raw))
     return out
+
+
+def _scalar(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` as a string; on a command line it means a float."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _set_dotted(data: dict, dotted: str, value: Any, section: str) -> None:

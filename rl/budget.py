@@ -11,7 +11,7 @@ cutting a longer mid-training run at an intermediate checkpoint as the original 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 PAPER_SEQ_LEN = 2048
 
@@ -51,6 +51,16 @@ class ComputeLedger:
         if with_old_logprobs:
             self.rollout_flops += 2 * self.params * per_sample_tokens
         self.policy_flops += 6 * self.params * per_sample_tokens * updates
+
+    def record_scoring(self, prompt_tokens: int, generated_tokens: list[int]) -> None:
+        """Generation spent on choosing data (the edge-of-competence filter): rollout cost, no samples trained on."""
+        self.generated_tokens += sum(generated_tokens)
+        self.rollout_flops += 2 * self.params * (prompt_tokens + sum(generated_tokens))
+
+    @classmethod
+    def from_summary(cls, summary: dict) -> "ComputeLedger":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in summary.items() if k in names})
 
     @property
     def flops(self) -> float:

@@ -12,20 +12,22 @@ from dataclasses import dataclass
 
 from datagen.verify import Verdict
 
-RewardFn = Callable[[Verdict, float], float]
+# A reward sees the verifier's verdict, the completion text and the mixing weight alpha. Register a new one
+# by adding it to REWARDS (e.g. a format or length term); configs then name it.
+RewardFn = Callable[[Verdict, str, float], float]
 
 REWARDS: dict[str, RewardFn] = {
-    "outcome": lambda v, alpha: float(v.answer_correct),
-    "process": lambda v, alpha: float(v.process_acc),
-    "mixed": lambda v, alpha: alpha * float(v.answer_correct) + (1 - alpha) * float(v.process_acc),
-    "strict": lambda v, alpha: float(v.answer_correct and v.process_acc == 1.0),
+    "outcome": lambda v, text, alpha: float(v.answer_correct),
+    "process": lambda v, text, alpha: float(v.process_acc),
+    "mixed": lambda v, text, alpha: alpha * float(v.answer_correct) + (1 - alpha) * float(v.process_acc),
+    "strict": lambda v, text, alpha: float(v.answer_correct and v.process_acc == 1.0),
 }
 
 
-def reward(name: str, verdict: Verdict, alpha: float = 0.5) -> float:
+def reward(name: str, verdict: Verdict, completion: str = "", alpha: float = 0.5) -> float:
     if name not in REWARDS:
         raise KeyError(f"unknown reward {name!r} (known: {', '.join(REWARDS)})")
-    return REWARDS[name](verdict, alpha)
+    return REWARDS[name](verdict, completion, alpha)
 
 
 @dataclass

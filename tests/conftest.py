@@ -3,6 +3,18 @@
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models run fastest on one thread here, and one thread makes float results (and so the trajectories
+    that tests pin) independent of the machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny_spec(rendering: str):
     from datagen import config
     from datagen.spec import CorpusSpec

@@ -61,3 +61,13 @@ def test_plan_rejects_bad_input(kwargs, field):
     args.update(kwargs)
     with pytest.raises(ValueError, match=field):
         plan_budget(**args)
+
+
+def test_ledger_round_trips_through_its_summary_and_counts_scoring():
+    ledger = ComputeLedger(params=7)
+    ledger.record_step(prompts=1, rollouts=2, prompt_tokens=3, generated_tokens=[1, 2], updates=1,
+                       with_reference=False, with_old_logprobs=False)
+    ledger.record_scoring(prompt_tokens=6, generated_tokens=[4, 4])
+    assert ledger.rollout_flops == 2 * 7 * (3 + 3) + 2 * 7 * (6 + 8)
+    assert ledger.samples == 2 and ledger.generated_tokens == 11
+    assert ComputeLedger.from_summary(ledger.summary()) == ledger

@@ -59,6 +59,7 @@ def test_overrides_parse_yaml_and_set_nested(tmp_path):
     assert (cfg.name, cfg.rate, cfg.ranges[0].hi, cfg.table) == ("y", 0.25, 9, {"k": 3})
     with pytest.raises(ConfigError, match="ranges.5"):
         config.load(Outer, str(preset), "sec", {"ranges.5.hi": 1})
+    assert config.parse_overrides(["--lr", "1e-3", "--name", "zoo"]) == {"lr": 0.001, "name": "zoo"}
     with pytest.raises(ConfigError, match="needs a value"):
         config.parse_overrides(["--rate"])
 

@@ -47,12 +47,12 @@ def test_right_answer_wrong_step(sample):
 @pytest.mark.parametrize("garbage", ["", "</answer>", "<solution> = = ; ;", "\x00\xff" * 50, "<answer> -7"])
 def test_garbage_scores_zero_without_raising(sample, garbage):
     verdict = grade(sample, garbage)
-    assert all(reward(name, verdict, alpha=0.5) == 0.0 for name in REWARDS)
+    assert all(reward(name, verdict, garbage, alpha=0.5) == 0.0 for name in REWARDS)
 
 
 def test_unknown_reward_is_named():
     with pytest.raises(KeyError, match="bogus"):
-        reward("bogus", None)
+        reward("bogus", None, "")
 
 
 def test_schedule_switches_at_a_fixed_step():
