@@ -13,6 +13,8 @@ COMMANDS = {
     "datagen": ("datagen.cli", "build a corpus (problems, splits, tokenizer, manifest)"),
     "pretrain": ("pretrain.cli", "train a Qwen2 model from scratch on a corpus (resumable)"),
     "midtrain": ("midtrain.cli", "continue training a finished run on another corpus (resumable)"),
+    "rl": ("rl.cli", "GRPO-family RL from a finished run on a prompt pool (resumable)"),
+    "plan-budget": ("rl.plan", "split a compute budget between mid-training and RL arms"),
     "eval": ("analysis.evaluate", "sample a checkpoint on held-out problems; process-verified pass@k with CIs"),
     "plot": ("analysis.figures", "pass@k curves, split bars, error taxonomy, training curves for eval dirs"),
     "report": ("analysis.report", "markdown report with CI tables, figures and data-derived verdicts"),

@@ -43,8 +43,20 @@ class Step:
 
     @cached_property
     def resolved(self) -> dict:
+        """Every preset section the stage reads, with this step's overrides applied (`ladder.edge.lo` style
+        overrides reach the other sections)."""
         info = STAGES[self.command]
-        return to_dict(load(info.config_class(), self.preset, info.section, dict(self.overrides)))
+        others = [section for section, _ in info.sections()[1:]]
+
+        def owner(key: str) -> str:
+            return next((s for s in others if key.startswith(f"{s}.")), info.section)
+
+        resolved = {}
+        for section, cls in info.sections():
+            prefix = "" if section == info.section else f"{section}."
+            mine = {k.removeprefix(prefix): v for k, v in self.overrides if owner(k) == section}
+            resolved[section] = to_dict(load(cls, self.preset, section, mine))
+        return resolved if others else resolved[info.section]
 
     @cached_property
     def key(self) -> str:

@@ -16,14 +16,25 @@ class StageInfo:
     section: str  # preset section the stage reads
     config: str  # "package.module:Class" of its typed config
     marker: str  # file in the output directory that is written last
+    # Other preset sections the stage reads, as (section, "package.module:Class"); they count in the key too.
+    also: tuple[tuple[str, str], ...] = ()
 
     def config_class(self) -> type:
-        module, _, name = self.config.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.config)
+
+    def sections(self) -> list[tuple[str, type]]:
+        return [(self.section, self.config_class()), *((name, _resolve(path)) for name, path in self.also)]
+
+
+def _resolve(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 STAGES: dict[str, StageInfo] = {
     "datagen": StageInfo("datagen", "datagen.spec:CorpusSpec", "manifest.json"),
     "pretrain": StageInfo("pretrain", "pretrain.config:PretrainConfig", "summary.json"),
     "midtrain": StageInfo("midtrain", "midtrain.config:MidtrainConfig", "summary.json"),
+    "rl": StageInfo("rl", "rl.config:RLConfig", "summary.json"),
+    "eval": StageInfo("eval", "analysis.config:EvalConfig", "summary.json", also=(("ladder", "analysis.config:Ladder"),)),
 }
