@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from datagen.config import ConfigError
+from datagen.spec import OpRange
 
 
 @dataclass
@@ -63,6 +64,15 @@ class TrainConfig:
     log_every: int = 10  # steps
     checkpoint_every: int = 500  # steps between resumable checkpoints
     keep_checkpoints: bool = False  # keep the Lightning checkpoints once the HF model is saved
+    # Greedy in-training evaluation (pretrain.evalcb): every `eval_every` steps (0: never) decode `eval_problems`
+    # problems per op of split `eval_split` of `eval_data` (None: the training corpus) and log process-verified
+    # and answer accuracy per op, and per `eval_ladder` split (name -> op range), to metrics.jsonl.
+    eval_every: int = 0
+    eval_problems: int = 32
+    eval_split: str = "val"
+    eval_data: str | None = None
+    eval_max_new_tokens: int = 160
+    eval_ladder: dict[str, OpRange] = field(default_factory=dict)
 
     @property
     def tokens_per_step(self) -> int:
@@ -86,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"{where}.betas: expected two values in [0, 1), got {self.betas}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"{where}: weight_decay and grad_clip must be >= 0")
+        if self.eval_every < 0 or self.eval_problems < 1 or self.eval_max_new_tokens < 1:
+            raise ConfigError(f"{where}: eval_every must be >= 0, eval_problems and eval_max_new_tokens >= 1")
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
 

@@ -36,6 +36,7 @@ from datagen.provenance import provenance
 from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
+from pretrain.evalcb import GreedyEval
 from pretrain.metrics import JsonlLogger, read_metrics
 from pretrain.model import InputError, build_model, load_init
 from pretrain.module import CausalLM
@@ -90,10 +91,34 @@ def corpus_id(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(sorted(s["sha256"] for s in manifest["shards"])).encode()).hexdigest()[:16]
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def init_model_dir(init: Path) -> Path:
+    """The HF model directory of `init`: a finished run directory, or a bare HF model directory with tokenizer."""
+    if (init / "model").is_dir():
+        return init / "model"
+    if (init / "tokenizer.json").exists():
+        return init
+    raise InputError(f"{init}: no finished run to start from (expected {init / 'model'})")
+
+
+def save_hf_model(model, tokenizer, out: Path, quiet: bool = False) -> Path:
+    """Write `out/model` (HF weights + tokenizer) through a temp dir and a rename, so it is never half-written."""
+    if quiet:
+        hf_logging.disable_progress_bar()
+    for stale in out.glob(".model.tmp-*"):  # left by a process killed while saving
+        shutil.rmtree(stale)
+    tmp = out / f".model.tmp-{os.getpid()}"
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    final = out / "model"
+    shutil.rmtree(final, ignore_errors=True)  # left by a run killed between this rename and the summary
+    tmp.rename(final)
+    return final
 
 
 class Recipe:
@@ -128,13 +153,13 @@ class Recipe:
         if self.init is None:
             model = build_model(self.cfg.model, self.tokenizer, self.cfg.seed)
         else:
-            model = load_init(self._init_model_dir(), self.tokenizer)
+            model = load_init(init_model_dir(self.init), self.tokenizer)
             if self.cfg.seq_len > model.config.max_position_embeddings:
                 raise InputError(f"seq_len {self.cfg.seq_len} exceeds the init model's context "
                                  f"{model.config.max_position_embeddings}")
 
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_json(self.out / "config.json", self.record)
+        write_json(self.out / "config.json", self.record)
         self.module = CausalLM(model, self.cfg)
         self.datamodule = PackedData(self.data, self.tokenizer, self.cfg)
         self.stopwatch = Stopwatch()
@@ -145,14 +170,6 @@ class Recipe:
         if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(self.record)):
             raise InputError(f"{self.out}: holds a run with a different config, corpus or init; "
                              "rerun with the same arguments to resume, or choose another --out")
-
-    def _init_model_dir(self) -> Path:
-        # --init names a run directory; a bare HF model directory (with its tokenizer) works too.
-        if (self.init / "model").is_dir():
-            return self.init / "model"
-        if (self.init / "tokenizer.json").exists():
-            return self.init
-        raise InputError(f"{self.init}: no finished run to start from (expected {self.init / 'model'})")
 
     def _trainer(self) -> L.Trainer:
         cfg, cuda = self.cfg, torch.cuda.is_available()
@@ -169,6 +186,11 @@ class Recipe:
                               window_size=max(2, cfg.log_every * cfg.accumulate)),
             self.stopwatch,
         ]
+        if cfg.eval_every:
+            callbacks.append(GreedyEval(
+                cfg.eval_data or self.data, self.tokenizer, split=cfg.eval_split, per_op=cfg.eval_problems,
+                max_new_tokens=cfg.eval_max_new_tokens, every=cfg.eval_every,
+                ladder={name: {"lo": r.lo, "hi": r.hi} for name, r in cfg.eval_ladder.items()}))
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 2)))
         return L.Trainer(
@@ -190,16 +212,7 @@ class Recipe:
 
     # ---- save: the HF model (atomically), then the summary that marks the run finished -----------------------
     def save(self) -> dict:
-        if not self.progress:
-            hf_logging.disable_progress_bar()
-        for stale in self.out.glob(".model.tmp-*"):  # left by a process killed while saving
-            shutil.rmtree(stale)
-        tmp = self.out / f".model.tmp-{os.getpid()}"
-        self.module.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        final = self.out / "model"
-        shutil.rmtree(final, ignore_errors=True)  # left by a run killed between this rename and the summary
-        tmp.rename(final)
+        save_hf_model(self.module.model, self.tokenizer, self.out, quiet=not self.progress)
 
         cfg = self.cfg
         params = self.module.model.num_parameters()
@@ -212,7 +225,7 @@ class Recipe:
             "data": {"dir": str(self.data.resolve()), **self.record["corpus"], **self.lengths},
             "init": self.record["init"], "config": self.record["config"], **provenance(),
         }
-        _write_json(self.out / "summary.json", summary)
+        write_json(self.out / "summary.json", summary)
         return summary
 
     def _final_loss(self) -> float | None:

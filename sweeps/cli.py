@@ -1,7 +1,7 @@
 """`lab`: one console script, one subcommand per stage.
 
 Subcommands are resolved lazily so `lab datagen` never pays for importing torch. Each target is a module
-exposing `main(argv) -> int`.
+exposing `main(argv) -> int`, or "module:function" for another entry point of that signature.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ COMMANDS = {
     "eval": ("analysis.evaluate", "sample a checkpoint on held-out problems; process-verified pass@k with CIs"),
     "plot": ("analysis.figures", "pass@k curves, split bars, error taxonomy, training curves for eval dirs"),
     "report": ("analysis.report", "markdown report with CI tables, figures and data-derived verdicts"),
+    "reproduce": ("sweeps.reproduce", "run a finding's sweep (local or SLURM), then eval, figures and report"),
+    "sweep": ("sweeps.reproduce:sweep_main", "status of a sweep's steps (done / failed with log / blocked)"),
 }
 
 
@@ -32,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"lab: unknown command {name!r} (known: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    module, _, function = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,17 @@ def make_executor(cluster: Cluster, folder: str | Path, resources: StageResource
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**resources.to_submitit())
     return executor
+
+
+@dataclass
+class SweepResources:
+    """Preset section `resources:`: what each stage's jobs ask the scheduler for."""
+
+    datagen: StageResources = field(default_factory=lambda: StageResources(cpus_per_task=2, timeout_min=60))
+    pretrain: StageResources = field(default_factory=StageResources)
+    midtrain: StageResources = field(default_factory=StageResources)
+    rl: StageResources = field(default_factory=StageResources)
+    eval: StageResources = field(default_factory=StageResources)
+
+    def by_stage(self) -> dict[str, StageResources]:
+        return {name: getattr(self, name) for name in ("datagen", "pretrain", "midtrain", "rl", "eval")}

@@ -12,6 +12,7 @@ from its last checkpoint. The sweep's state (job ids, log paths) is saved under 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +28,14 @@ ENTRY = "sweeps.runner:run_step"
 
 
 def run_step(argv: list[str]) -> str:
-    """Job body: run one `lab` command; a non-zero exit fails the job (and so blocks its dependents)."""
+    """Job body: run one `lab` command; a non-zero exit fails the job (and so blocks its dependents).
+
+    torch would start one thread per core of the whole node; two such jobs on one machine slow each other
+    down many times over, so a job uses the CPUs it was given (SLURM's allocation, or LAB_THREADS locally).
+    """
+    threads = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("LAB_THREADS")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = threads
     from sweeps.cli import main
 
     code = main(argv)
@@ -95,8 +103,11 @@ def _run_waves(sweep, root, cluster, resources, parallel, records) -> None:
         runnable = [s for s in todo if records[s.key].status == "pending"]
         for start in range(0, len(runnable), parallel):
             batch = runnable[start:start + parallel]
-            jobs = [(s, _executor(root, cluster, s.command, resources).submit(CheckpointableStage(), ENTRY, s.argv(root)))
-                    for s in batch]
+            jobs = []
+            for step in batch:  # the local executor hands the parent's environment to its job
+                os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
+                executor = _executor(root, cluster, step.command, resources)
+                jobs.append((step, executor.submit(CheckpointableStage(), ENTRY, step.argv(root))))
             for step, job in jobs:
                 _finish(records[step.key], job)
             _save(root, sweep, records)

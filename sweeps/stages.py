@@ -26,6 +26,10 @@ class StageInfo:
         return [(self.section, self.config_class()), *((name, _resolve(path)) for name, path in self.also)]
 
 
+# Preset sections read by the sweep machinery itself rather than by one stage.
+SWEEP_SECTIONS: dict[str, str] = {"resources": "sweeps.executors:SweepResources"}
+
+
 def _resolve(path: str) -> type:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -1,6 +1,7 @@
 """Sweeps: DAG keys and sharing, local execution through submitit, failures, idempotent re-runs, SLURM."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,70 @@ def test_slurm_sweep_with_arrays_and_dependencies(slurm_cluster, tmp_path):
     assert "_" in records["arm0"].job_id
     for arm in arms:
         assert (arm.out_dir(tmp_path) / "model" / "config.json").exists()
+
+
+@pytest.mark.parametrize("preset", ["smoke", "micro", "small", "paper"])
+def test_every_finding_builds_a_dag_for_every_preset(preset):
+    from sweeps.findings import FINDINGS
+
+    for name, build in FINDINGS.items():
+        finding = build(preset, seeds=(0, 1))
+        steps = finding.sweep().steps()
+        labels = [arm.label for arm in finding.arms]
+        assert finding.base_label in labels and len(set(labels)) == len(labels), name
+        assert [s.command for s in steps].count("eval") == len(finding.arms)
+        assert all(arm.reference in labels for arm in finding.arms if arm.reference), name
+        assert len({s.key for s in steps}) == len(steps)
+
+
+def test_finding3_arms_split_one_budget():
+    from sweeps.findings import finding3
+
+    finding = finding3("micro")
+    design = {arm.label: dict(arm.design) for arm in finding.arms if arm.label != "base"}
+    assert sorted(d["beta"] for d in design.values()) == [0.0, 0.2, 0.5, 0.8, 1.0]
+    all_mid = next(d for d in design.values() if d["beta"] == 0.0)
+    all_rl = next(d for d in design.values() if d["beta"] == 1.0)
+    assert all_mid["rl_steps"] == 0 and all_mid["mid_tokens"] == all_mid["budget"]
+    assert all_rl["mid_tokens"] == 0 and all_rl["rl_steps"] > 0
+
+
+def test_reproduce_finding1_smoke_end_to_end(tmp_path):
+    """The plumbing of `lab reproduce` (not the science): sweep, evals, figures, report, status."""
+    from sweeps.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["reproduce", "finding1", "--preset", "smoke", "--out", str(out)]) == 0
+    report = (out / "finding1" / "report.md").read_text()
+    for arm in ("rl-ID-s0", "rl-mixed-s0", "rl-edge-s0", "rl-hard-s0"):
+        assert f"**{arm} vs base**" in report
+    assert "## This finding" in report and "## Sweep" in report
+    assert (out / "finding1" / "finding1_split_bars.png").stat().st_size > 5000
+    assert (out / "finding1" / "report_figures" / "training_curves.png").exists()
+    assert main(["sweep", "status", "--out", str(out)]) == 0
+
+
+@pytest.mark.slurm
+def test_slurm_timeout_requeues_and_the_stage_resumes(slurm_cluster, tmp_path):
+    """A real pre-training step is interrupted like a timeout; SLURM requeues it and it resumes from its checkpoint."""
+    import time
+
+    from sweeps.checkpointing import CheckpointableStage
+    from sweeps.executors import StageResources, make_executor
+    from sweeps.runner import ENTRY
+
+    step = pretrain(corpus("requeue"), "long", tokens=200_000, checkpoint_every=5)
+    run_sweep(Sweep("upstream", [step.inputs[0][1]]), tmp_path, cluster="local")
+    executor = make_executor("slurm", tmp_path / "logs", StageResources(cpus_per_task=1, timeout_min=10))
+    job = executor.submit(CheckpointableStage(), ENTRY, step.argv(tmp_path))
+    ckpt = step.out_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 180
+    while not ckpt.exists():
+        assert time.time() < deadline and not job.done(), "no checkpoint before the deadline"
+        time.sleep(0.5)
+    job._interrupt(timeout=True)  # what SLURM sends before a time limit: USR2 -> checkpoint() -> requeue
+    job.result()
+    assert step.done(tmp_path)
+    log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+    assert "Requeued" in log, log[-2000:]  # submitit's checkpoint handler requeued the job
+    assert "pretrain: resuming" in log, log[-2000:]  # and the second start resumed from last.ckpt

@@ -1,0 +1,144 @@
+"""An RL run in four steps, the same shape as pre-training: setup / train / save / cleanup.
+
+    RL_DIR/config.json          what was asked; a rerun must match it
+    RL_DIR/metrics.jsonl        append-only per-step metrics (reward, pass rate, zero-variance groups, KL, ...)
+    RL_DIR/completions.jsonl    sampled completions every `completions_every` steps
+    RL_DIR/checkpoints/last.ckpt    Lightning state + RL state (step, filter, reward schedule, ledger)
+    RL_DIR/model/               HF directory + tokenizer
+    RL_DIR/summary.json         written last (with the compute ledger): the run is finished
+
+The init is any finished run (pre-training or mid-training); its tokenizer must match the prompt corpus's.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from torch.utils.data import IterableDataset
+
+from datagen.config import to_dict
+from datagen.corpus import read_manifest, verify_shards
+from datagen.provenance import provenance
+from datagen.tokenizer import load_tokenizer, vocab_fingerprint
+from pretrain.metrics import JsonlLogger
+from pretrain.model import InputError, load_init
+from pretrain.recipe import CheckpointOnSigterm, Stopwatch, corpus_id, init_model_dir, save_hf_model, write_json
+from rl.config import RLConfig
+from rl.data import PromptPool
+from rl.module import GRPO
+
+
+class _Steps(IterableDataset):
+    """One placeholder item per RL step: the module draws its own prompts from (seed, step)."""
+
+    def __iter__(self):
+        return itertools.count()
+
+
+class CheckpointEvery(Callback):
+    def __init__(self, path: Path, every: int):
+        self.path, self.every = path, every
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: GRPO, *_) -> None:
+        if module.rl_step % self.every == 0 and module.rl_step < module.cfg.steps:
+            trainer.save_checkpoint(self.path)
+
+
+class RLRecipe:
+    def __init__(self, cfg: RLConfig, data: str | Path, init: str | Path, out: str | Path, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.data, self.init, self.out = Path(data), Path(init), Path(out)
+        self.ckpt = self.out / "checkpoints" / "last.ckpt"
+
+    @property
+    def finished(self) -> bool:
+        return (self.out / "summary.json").exists()
+
+    def setup(self) -> None:
+        manifest = read_manifest(self.data)
+        self.record = {"stage": "rl", "config": to_dict(self.cfg),
+                       "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
+                       "init": str(self.init.resolve())}
+        config_path = self.out / "config.json"
+        if config_path.exists() and json.loads(config_path.read_text()) != json.loads(json.dumps(self.record)):
+            raise InputError(f"{self.out}: holds a run with a different config, corpus or init; "
+                             "rerun with the same arguments to resume, or choose another --out")
+        if self.finished:
+            return
+        verify_shards(self.data)
+        if manifest["rows"].get(self.cfg.split, 0) == 0:
+            raise InputError(f"{self.data}: split {self.cfg.split!r} is empty; build the prompt pool with "
+                             f"--splits \"{{{self.cfg.split}: N}}\"")
+        self.tokenizer = load_tokenizer(self.data / manifest["tokenizer"]["dir"])
+        if vocab_fingerprint(self.tokenizer) != manifest["tokenizer"]["fingerprint"]:
+            raise InputError(f"{self.data}: tokenizer does not match the manifest's vocabulary fingerprint")
+        policy = load_init(init_model_dir(self.init), self.tokenizer)
+        reference = None
+        if self.cfg.kl_coef > 0:
+            reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        pool = PromptPool(self.data, self.cfg.split, self.tokenizer, manifest["spec"]["rendering"])
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(config_path, self.record)
+        self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
+        self.stopwatch = Stopwatch()
+        callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),
+                     self.stopwatch]
+        if self.progress:
+            callbacks.append(TQDMProgressBar(refresh_rate=1))
+        cuda = torch.cuda.is_available()
+        precision = ("bf16-mixed" if cuda else "32-true") if self.cfg.precision == "auto" else self.cfg.precision
+        self.trainer = L.Trainer(
+            accelerator="auto", devices=1, precision=precision, max_epochs=1, max_steps=-1,
+            logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=self.cfg.log_every,
+            callbacks=callbacks, enable_progress_bar=self.progress, enable_model_summary=False,
+            limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=self.out)
+
+    def train(self) -> None:
+        resume = self.ckpt if self.ckpt.exists() else None
+        if resume is not None:
+            print(f"rl: resuming {self.out} from {resume}")
+        loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
+        self.trainer.fit(self.module, train_dataloaders=loader, ckpt_path=resume)
+        if self.module.rl_step != self.cfg.steps:
+            raise RuntimeError(f"RL stopped at step {self.module.rl_step} of {self.cfg.steps}")
+
+    def save(self) -> dict:
+        save_hf_model(self.module.policy, self.tokenizer, self.out, quiet=not self.progress)
+        ledger = self.module.ledger.summary()
+        summary = {
+            "stage": "rl", "params": self.module.policy.num_parameters(), "steps": self.cfg.steps,
+            "tokens": ledger["nkl_tokens"], "flops": ledger["flops"], "ledger": ledger,
+            "wall_s": round(self.stopwatch.total, 3), "seed": self.cfg.seed,
+            "final_reward": self._last_metric("rl/reward"), "final_verified": self._last_metric("rl/verified"),
+            "data": {"dir": str(self.data.resolve()), **self.record["corpus"]},
+            "init": self.record["init"], "config": self.record["config"], **provenance(),
+        }
+        write_json(self.out / "summary.json", summary)
+        return summary
+
+    def _last_metric(self, name: str) -> float | None:
+        value = self.trainer.callback_metrics.get(name)
+        return None if value is None else float(value)
+
+    def cleanup(self) -> None:
+        if not self.cfg.keep_checkpoints:
+            shutil.rmtree(self.ckpt.parent, ignore_errors=True)
+
+
+def run(cfg: RLConfig, data: str | Path, init: str | Path, out: str | Path, progress: bool = True) -> dict | None:
+    """Run (or resume, or skip if finished) one RL run; the summary, or None when it was already finished."""
+    recipe = RLRecipe(cfg, data, init, out, progress)
+    recipe.setup()
+    if recipe.finished:
+        return None
+    recipe.train()
+    summary = recipe.save()
+    recipe.cleanup()
+    return summary
