@@ -33,6 +33,7 @@ from datagen.corpus import CorpusError, load_gold, read_manifest, read_split
 from datagen.provenance import provenance
 from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from datagen.verify import verify
+from pretrain.model import InputError, model_dir_of
 from rl.sampler import Rollouts, sample
 
 PROMPT_END = "<solution>"
@@ -80,22 +81,12 @@ def checkpoint_name(model_dir: Path) -> str:
     return model_dir.parent.name if model_dir.name == "model" else model_dir.name
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A model directory, given it or the run directory holding it as `model/`."""
-    path = Path(path)
-    # The run directory first: it has a config.json of its own (the stage's config), which is no model.
-    for candidate in (path / "model", path):
-        if (candidate / "config.json").exists():
-            return candidate
-    if not path.exists():
-        raise EvalError(f"{path}: model directory does not exist")
-    raise EvalError(f"{path}: no model checkpoint (config.json missing here and in {path / 'model'}); "
-                    "is the run finished?")
-
-
 def load_inputs(model_path: str | Path, data: str | Path):
     """(model_dir, manifest, tokenizer) after checking the model and corpus exist and share a vocabulary."""
-    model_dir = resolve_model_dir(model_path)
+    try:
+        model_dir = model_dir_of(model_path)
+    except InputError as err:
+        raise EvalError(str(err)) from None
     try:
         manifest = read_manifest(data)
         tokenizer = load_tokenizer(Path(data) / manifest["tokenizer"]["dir"])

@@ -22,6 +22,18 @@ class InputError(ValueError):
     """An input of a run (corpus, init checkpoint, run directory) is missing or does not fit; nothing was trained."""
 
 
+def model_dir_of(path: str | Path) -> Path:
+    """The HF model directory of `path`: a finished run directory (its `model/`) or a model directory itself."""
+    path = Path(path)
+    # The run directory first: it has a config.json of its own (the stage's config), which is no model.
+    for candidate in (path / "model", path):
+        if (candidate / "config.json").exists() and (candidate / "tokenizer.json").exists():
+            return candidate
+    if not path.exists():
+        raise InputError(f"{path}: does not exist (no finished run to start from)")
+    raise InputError(f"{path}: no finished run to start from (no model with its tokenizer here or in {path / 'model'})")
+
+
 def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -38,7 +38,7 @@ from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
 from pretrain.evalcb import GreedyEval
 from pretrain.metrics import JsonlLogger, read_metrics
-from pretrain.model import InputError, build_model, load_init
+from pretrain.model import InputError, build_model, load_init, model_dir_of
 from pretrain.module import CausalLM
 
 # Both are about the data stream and both are handled by it (pretrain.data): it restarts at the restored step, so
@@ -97,13 +97,12 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def init_model_dir(init: Path) -> Path:
-    """The HF model directory of `init`: a finished run directory, or a bare HF model directory with tokenizer."""
-    if (init / "model").is_dir():
-        return init / "model"
-    if (init / "tokenizer.json").exists():
-        return init
-    raise InputError(f"{init}: no finished run to start from (expected {init / 'model'})")
+def check_run_dir(out: Path, record: dict) -> None:
+    """Refuse to resume or skip a run directory that was started with other arguments."""
+    path = out / "config.json"
+    if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(record)):
+        raise InputError(f"{out}: holds a run with a different config, corpus or init; "
+                         "rerun with the same arguments to resume, or choose another --out")
 
 
 def save_hf_model(model, tokenizer, out: Path, quiet: bool = False) -> Path:
@@ -139,7 +138,7 @@ class Recipe:
         self.record = {"stage": self.stage, "config": to_dict(self.cfg),
                        "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
                        "init": None if self.init is None else str(self.init.resolve())}
-        self._check_run_dir()
+        check_run_dir(self.out, self.record)
         if self.finished:
             return
         verify_shards(self.data)
@@ -153,7 +152,7 @@ class Recipe:
         if self.init is None:
             model = build_model(self.cfg.model, self.tokenizer, self.cfg.seed)
         else:
-            model = load_init(init_model_dir(self.init), self.tokenizer)
+            model = load_init(model_dir_of(self.init), self.tokenizer)
             if self.cfg.seq_len > model.config.max_position_embeddings:
                 raise InputError(f"seq_len {self.cfg.seq_len} exceeds the init model's context "
                                  f"{model.config.max_position_embeddings}")
@@ -164,12 +163,6 @@ class Recipe:
         self.datamodule = PackedData(self.data, self.tokenizer, self.cfg)
         self.stopwatch = Stopwatch()
         self.trainer = self._trainer()
-
-    def _check_run_dir(self) -> None:
-        path = self.out / "config.json"
-        if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(self.record)):
-            raise InputError(f"{self.out}: holds a run with a different config, corpus or init; "
-                             "rerun with the same arguments to resume, or choose another --out")
 
     def _trainer(self) -> L.Trainer:
         cfg, cuda = self.cfg, torch.cuda.is_available()

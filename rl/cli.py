@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         print(f"lab rl: error: {err}", file=sys.stderr)
         return 2
     except SIGTERMException:
-        print(f"lab rl: stopped by SIGTERM; run the same command to resume", file=sys.stderr)
+        print("lab rl: stopped by SIGTERM; run the same command to resume", file=sys.stderr)
         return 143
     if summary is None:
         print(f"{args.out}: already finished (summary.json exists); nothing to do")

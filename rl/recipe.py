@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import shutil
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from datagen.corpus import read_manifest, verify_shards
 from datagen.provenance import provenance
 from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from pretrain.metrics import JsonlLogger
-from pretrain.model import InputError, load_init
-from pretrain.recipe import CheckpointOnSigterm, Stopwatch, corpus_id, init_model_dir, save_hf_model, write_json
+from pretrain.model import InputError, load_init, model_dir_of
+from pretrain.recipe import CheckpointOnSigterm, Stopwatch, check_run_dir, corpus_id, save_hf_model, write_json
 from rl.config import RLConfig
 from rl.data import PromptPool
 from rl.module import GRPO
@@ -66,10 +65,7 @@ class RLRecipe:
         self.record = {"stage": "rl", "config": to_dict(self.cfg),
                        "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
                        "init": str(self.init.resolve())}
-        config_path = self.out / "config.json"
-        if config_path.exists() and json.loads(config_path.read_text()) != json.loads(json.dumps(self.record)):
-            raise InputError(f"{self.out}: holds a run with a different config, corpus or init; "
-                             "rerun with the same arguments to resume, or choose another --out")
+        check_run_dir(self.out, self.record)
         if self.finished:
             return
         verify_shards(self.data)
@@ -79,13 +75,13 @@ class RLRecipe:
         self.tokenizer = load_tokenizer(self.data / manifest["tokenizer"]["dir"])
         if vocab_fingerprint(self.tokenizer) != manifest["tokenizer"]["fingerprint"]:
             raise InputError(f"{self.data}: tokenizer does not match the manifest's vocabulary fingerprint")
-        policy = load_init(init_model_dir(self.init), self.tokenizer)
+        policy = load_init(model_dir_of(self.init), self.tokenizer)
         reference = None
         if self.cfg.kl_coef > 0:
             reference = copy.deepcopy(policy).eval().requires_grad_(False)
         pool = PromptPool(self.data, self.cfg.split, self.tokenizer, manifest["spec"]["rendering"])
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(config_path, self.record)
+        write_json(self.out / "config.json", self.record)
         self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
         self.stopwatch = Stopwatch()
         callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),

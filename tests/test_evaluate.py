@@ -5,7 +5,6 @@ import re
 
 import pandas as pd
 import pytest
-import torch
 
 from analysis.config import Ladder, Span, load_eval_config
 from analysis.evaldir import SAMPLE_COLUMNS, read_eval
@@ -24,13 +23,6 @@ TINY_MODEL = ModelConfig(layers=1, hidden=32, ffn=64, heads=2, kv_heads=1, max_l
 FEW = ["--preset", "smoke", "--samples", "4", "--problems-per-op", "2", "--max-new-tokens", "12", "--quiet"]
 WIDE_LADDER = Ladder(ID=Span(1, 4), edge=Span(5, 8), hard=Span(9, 12))  # every op of the conftest corpora
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +210,7 @@ def test_bad_inputs_fail_clearly(corpus, run_dir, tmp_path, capsys):
     data = ["--data", str(corpus)]
     assert "does not exist" in error("--model", str(tmp_path / "missing"), *data)
     (tmp_path / "empty").mkdir()
-    assert "config.json missing" in error("--model", str(tmp_path / "empty"), *data)
+    assert "no finished run" in error("--model", str(tmp_path / "empty"), *data)
     assert "manifest.json: missing" in error("--model", str(run_dir), "--data", str(tmp_path / "empty"))
     other_vocab = save_model(tmp_path / "zoo-only", build_tokenizer(contexts=["zoo"]))
     assert "tokenizer does not match" in error("--model", str(other_vocab), *data)

@@ -10,7 +10,7 @@ import pytest
 from midtrain.cli import main
 from pretrain.metrics import read_metrics
 from pretrain.recipe import run
-from tests.test_pretrain_helpers import corpus, one_thread, tiny_config  # noqa: F401 (autouse fixture)
+from tests.test_pretrain_helpers import corpus, tiny_config
 
 SHAPE = ["--seq_len", "256", "--batch_size", "2", "--log_every", "2", "--quiet"]
 

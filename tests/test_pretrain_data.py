@@ -9,7 +9,7 @@ from datagen.tokenizer import load_tokenizer
 from pretrain.config import ModelConfig
 from pretrain.data import IGNORE, PackedStream, pack
 from pretrain.model import build_model
-from tests.test_pretrain_helpers import corpus, one_thread  # noqa: F401 (autouse fixture)
+from tests.test_pretrain_helpers import corpus
 
 
 def stream(start=0, stop=24, seed=0, batch_size=4, seq_len=256, block_rows=64):

@@ -5,7 +5,7 @@ from datagen.spec import OpRange
 from pretrain.evalcb import load_problems, score, split_of_op
 from pretrain.metrics import read_metrics
 from pretrain.recipe import run
-from tests.test_pretrain_helpers import corpus, one_thread, tiny_config  # noqa: F401 (autouse fixture)
+from tests.test_pretrain_helpers import corpus, tiny_config
 
 
 def test_gold_completions_score_one_and_corruptions_do_not():

@@ -12,8 +12,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
-import torch
 
 from datagen import config
 from datagen.corpus import build_corpus
@@ -30,13 +28,6 @@ CORPORA = {"pre": {}, "mid": {"seed": 1, "ops": [{"lo": 5, "hi": 8}], "splits": 
 TINY = ["--model.layers", "2", "--model.hidden", "32", "--model.ffn", "64", "--model.heads", "2",
         "--model.kv_heads", "1", "--seq_len", "256", "--batch_size", "2", "--log_every", "2"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def corpus(name: str = "pre") -> Path:

@@ -20,7 +20,7 @@ from datagen.tokenizer import vocab_fingerprint
 from pretrain.cli import main
 from pretrain.metrics import read_metrics
 from pretrain.recipe import Recipe
-from tests.test_pretrain_helpers import TINY, corpus, one_thread, tiny_config  # noqa: F401 (autouse fixture)
+from tests.test_pretrain_helpers import TINY, corpus, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,14 +12,6 @@ PAD = 0
 PROMPTS = [[5, 17, 42, 8, 99, 23, 61], [11, 3], [70, 70, 12, 64, 9], [31]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """A model this small gains nothing from threads, and on a busy shared machine they cost 10x in contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def model():
