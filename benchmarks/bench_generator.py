@@ -4,7 +4,7 @@ Corpus size is set in tokens and built by worker processes, so what matters is s
 (generate + natural render, op uniform in 2..20), how flat its memory stays, and how long each op's text is
 in each rendering. The verifier's rate is measured too, since RL grades every rollout with it.
 
-Run from the repository root: python -m benchmarks.bench_generator [--samples N] [--context zoo]
+Run: python benchmarks/bench_generator.py [--samples N] [--context zoo]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tracemalloc
 from datagen.contexts import load_context
 from datagen.graph import GraphConfig, generate
 from datagen.render import STYLES, render
+from datagen.tokenizer import build_tokenizer
 from datagen.verify import verify
 
 OP_RANGE = (2, 20)
@@ -67,7 +68,8 @@ def traced_peak_mib(ctx, cfg: GraphConfig, samples: int, seed: int) -> float:
 
 
 def lengths_per_op(ctx, cfg: GraphConfig, per_op: int, seed: int) -> dict[int, dict[str, tuple[float, float]]]:
-    """op -> style -> (mean whitespace words, mean characters) of the full sequence."""
+    """op -> style -> (mean tokens under that rendering's corpus tokenizer, mean characters) of the sequence."""
+    tokenizers = {style: build_tokenizer(styles=(style,)) for style in STYLES}
     rng = random.Random(seed)
     table = {}
     for op in range(OP_RANGE[0], OP_RANGE[1] + 1):
@@ -76,8 +78,8 @@ def lengths_per_op(ctx, cfg: GraphConfig, per_op: int, seed: int) -> dict[int, d
             problem = generate(op, rng, cfg, len(ctx.groups), len(ctx.items))
             for style in STYLES:
                 texts[style].append(render(problem, ctx, style, rng).text)
-        table[op] = {style: (statistics.mean(len(t.split()) for t in ts), statistics.mean(len(t) for t in ts))
-                     for style, ts in texts.items()}
+        table[op] = {style: (statistics.mean(map(len, tokenizers[style](ts)["input_ids"])),
+                             statistics.mean(len(t) for t in ts)) for style, ts in texts.items()}
     return table
 
 
@@ -107,11 +109,11 @@ def main() -> None:
     print(f"memory: tracemalloc peak {peak:.2f} MiB over generate+natural; process max RSS {max_rss:.0f} MiB")
 
     table = lengths_per_op(ctx, GraphConfig(modulus=None), args.per_op, args.seed)
-    print("\nmean length of the full sequence (unbounded values), whitespace words / characters:")
-    print(f"{'op':>3} | {'natural words':>13} {'chars':>7} | {'compact words':>13} {'chars':>7}")
+    print("\nmean length of the full sequence (unbounded values), tokens / characters:")
+    print(f"{'op':>3} | {'natural tokens':>14} {'chars':>7} | {'compact tokens':>14} {'chars':>7}")
     for op, row in table.items():
         (nw, nc), (cw, cc) = row["natural"], row["compact"]
-        print(f"{op:>3} | {nw:13.1f} {nc:7.0f} | {cw:13.1f} {cc:7.0f}")
+        print(f"{op:>3} | {nw:14.1f} {nc:7.0f} | {cw:14.1f} {cc:7.0f}")
 
 
 if __name__ == "__main__":
