@@ -9,6 +9,7 @@ that fails is reported with its log and does not stop its siblings; the report c
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--parallel", type=int, default=1, help="local jobs at once")
     args = parser.parse_args(argv)
     out = args.out or Path("runs") / args.preset
+    # SIGTERM (a scheduler, `kill`) should stop the local jobs too, as Ctrl-C does: both unwind the runner.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return reproduce(args.finding, args.preset, out, args.cluster,
                          tuple(int(s) for s in args.seeds.split(",")), args.parallel)

@@ -108,8 +108,13 @@ def _run_waves(sweep, root, cluster, resources, parallel, records) -> None:
                 os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
                 executor = _executor(root, cluster, step.command, resources)
                 jobs.append((step, executor.submit(CheckpointableStage(), ENTRY, step.argv(root))))
-            for step, job in jobs:
-                _finish(records[step.key], job)
+            try:
+                for step, job in jobs:
+                    _finish(records[step.key], job)
+            except BaseException:  # Ctrl-C or SIGTERM: local jobs would outlive us and race a rerun
+                for _, job in jobs:
+                    job.cancel(check=False)
+                raise
             _save(root, sweep, records)
 
 

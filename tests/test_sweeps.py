@@ -151,3 +151,29 @@ def test_slurm_timeout_requeues_and_the_stage_resumes(slurm_cluster, tmp_path):
     log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
     assert "Requeued" in log, log[-2000:]  # submitit's checkpoint handler requeued the job
     assert "pretrain: resuming" in log, log[-2000:]  # and the second start resumed from last.ckpt
+
+
+def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path):
+    """Stopping `lab reproduce` must not leave local jobs running (they would race a rerun)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "sweeps.cli", "reproduce", "finding4", "--preset", "smoke", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pretrain_dirs = out / "runs" / "pretrain"
+    deadline = time.time() + 120
+    while not (pretrain_dirs.exists() and any(pretrain_dirs.iterdir())):  # a training job is running
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    time.sleep(3)
+    alive = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert [pid for pid in alive if int(pid) != os.getpid()] == []
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (out / "finding4" / "report.md").exists()
