@@ -29,11 +29,10 @@ from transformers.utils import logging as hf_logging
 from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
 from datagen.config import ConfigError, parse_overrides, to_dict
-from datagen.corpus import CorpusError, load_gold, read_manifest, read_split
+from datagen.corpus import CorpusError, corpus_tokenizer, load_gold, read_manifest, read_split
 from datagen.provenance import provenance
-from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from datagen.verify import verify
-from pretrain.model import InputError, model_dir_of
+from pretrain.model import InputError, check_same_vocabulary, model_dir_of
 from rl.sampler import Rollouts, sample
 
 PROMPT_END = "<solution>"
@@ -85,21 +84,11 @@ def load_inputs(model_path: str | Path, data: str | Path):
     """(model_dir, manifest, tokenizer) after checking the model and corpus exist and share a vocabulary."""
     try:
         model_dir = model_dir_of(model_path)
-    except InputError as err:
-        raise EvalError(str(err)) from None
-    try:
         manifest = read_manifest(data)
-        tokenizer = load_tokenizer(Path(data) / manifest["tokenizer"]["dir"])
-    except (CorpusError, FileNotFoundError) as err:
+        tokenizer = corpus_tokenizer(data, manifest)
+        check_same_vocabulary(model_dir, tokenizer)
+    except (InputError, CorpusError, FileNotFoundError) as err:
         raise EvalError(str(err)) from None
-    try:
-        model_tokenizer = load_tokenizer(model_dir)
-    except (OSError, ValueError) as err:
-        raise EvalError(f"{model_dir}: checkpoint has no usable tokenizer ({err})") from None
-    # Same-sized vocabularies with different ids would sample fluent nonsense, so compare the maps themselves.
-    if vocab_fingerprint(model_tokenizer) != vocab_fingerprint(tokenizer):
-        raise EvalError(f"{model_dir}: checkpoint tokenizer does not match the tokenizer of corpus {data} "
-                        "(vocabulary fingerprints differ)")
     return model_dir, manifest, tokenizer
 
 

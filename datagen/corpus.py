@@ -242,6 +242,18 @@ def read_manifest(corpus: str | Path) -> dict:
     return manifest
 
 
+def corpus_tokenizer(corpus: str | Path, manifest: dict | None = None):
+    """The corpus's tokenizer, checked against the vocabulary fingerprint its manifest recorded."""
+    from datagen.tokenizer import load_tokenizer
+
+    corpus = Path(corpus)
+    manifest = manifest or read_manifest(corpus)
+    tokenizer = load_tokenizer(corpus / manifest["tokenizer"]["dir"])
+    if vocab_fingerprint(tokenizer) != manifest["tokenizer"]["fingerprint"]:
+        raise CorpusError(f"{corpus}: tokenizer does not match the manifest's vocabulary fingerprint")
+    return tokenizer
+
+
 def verify_shards(corpus: str | Path) -> None:
     """Raise CorpusError naming the first shard whose bytes do not match the manifest's sha256."""
     corpus = Path(corpus)

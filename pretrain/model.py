@@ -54,6 +54,18 @@ def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast, seed: int)
     return Qwen2ForCausalLM(config)
 
 
+def check_same_vocabulary(model_dir: Path, tokenizer: PreTrainedTokenizerFast) -> None:
+    """The checkpoint's tokenizer must map tokens to the ids the corpus uses: same-sized vocabularies with other
+    ids would train or sample fluent nonsense, so the maps themselves are compared."""
+    try:
+        checkpoint_tokenizer = load_tokenizer(model_dir)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{model_dir}: checkpoint has no usable tokenizer ({err})") from None
+    if vocab_fingerprint(checkpoint_tokenizer) != vocab_fingerprint(tokenizer):
+        raise InputError(f"{model_dir}: checkpoint tokenizer does not match the corpus tokenizer "
+                         "(vocabulary fingerprints differ)")
+
+
 def load_init(model_dir: str | Path, tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
     """The model saved in `model_dir` (a run's `model/`), after checking it fits `tokenizer` (the corpus's)."""
     model_dir = Path(model_dir)
@@ -63,13 +75,7 @@ def load_init(model_dir: str | Path, tokenizer: PreTrainedTokenizerFast) -> Qwen
     model_type = json.loads(config_path.read_text()).get("model_type")
     if model_type != "qwen2":
         raise InputError(f"{model_dir}: incompatible checkpoint (model_type {model_type!r}, expected 'qwen2')")
-    try:
-        init_tokenizer = load_tokenizer(model_dir)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{model_dir}: checkpoint has no usable tokenizer ({err})") from None
-    if vocab_fingerprint(init_tokenizer) != vocab_fingerprint(tokenizer):
-        raise InputError(f"{model_dir}: checkpoint tokenizer does not match the corpus tokenizer "
-                         "(vocabulary fingerprints differ)")
+    check_same_vocabulary(model_dir, tokenizer)
     try:
         model = Qwen2ForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as err:

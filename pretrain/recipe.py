@@ -31,9 +31,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers.utils import logging as hf_logging
 
 from datagen.config import to_dict
-from datagen.corpus import read_manifest, verify_shards
+from datagen.corpus import corpus_tokenizer, read_manifest, verify_shards
 from datagen.provenance import provenance
-from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
 from pretrain.evalcb import GreedyEval
@@ -142,9 +141,7 @@ class Recipe:
         if self.finished:
             return
         verify_shards(self.data)
-        self.tokenizer = load_tokenizer(self.data / manifest["tokenizer"]["dir"])
-        if vocab_fingerprint(self.tokenizer) != manifest["tokenizer"]["fingerprint"]:
-            raise InputError(f"{self.data}: tokenizer does not match the manifest's vocabulary fingerprint")
+        self.tokenizer = corpus_tokenizer(self.data, manifest)
         self.lengths = length_stats(self.data, self.cfg.split, self.cfg.seq_len)
         if self.lengths["truncated"]:
             warnings.warn(f"{self.lengths['truncated']} of {self.lengths['documents']} documents are longer than "

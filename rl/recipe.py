@@ -23,9 +23,8 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch.utils.data import IterableDataset
 
 from datagen.config import to_dict
-from datagen.corpus import read_manifest, verify_shards
+from datagen.corpus import corpus_tokenizer, read_manifest, verify_shards
 from datagen.provenance import provenance
-from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from pretrain.metrics import JsonlLogger
 from pretrain.model import InputError, load_init, model_dir_of
 from pretrain.recipe import CheckpointOnSigterm, Stopwatch, check_run_dir, corpus_id, save_hf_model, write_json
@@ -72,9 +71,7 @@ class RLRecipe:
         if manifest["rows"].get(self.cfg.split, 0) == 0:
             raise InputError(f"{self.data}: split {self.cfg.split!r} is empty; build the prompt pool with "
                              f"--splits \"{{{self.cfg.split}: N}}\"")
-        self.tokenizer = load_tokenizer(self.data / manifest["tokenizer"]["dir"])
-        if vocab_fingerprint(self.tokenizer) != manifest["tokenizer"]["fingerprint"]:
-            raise InputError(f"{self.data}: tokenizer does not match the manifest's vocabulary fingerprint")
+        self.tokenizer = corpus_tokenizer(self.data, manifest)
         policy = load_init(model_dir_of(self.init), self.tokenizer)
         reference = None
         if self.cfg.kl_coef > 0:
