@@ -55,7 +55,7 @@ class CorpusSpec:
     # many tokens (measured on a pilot of the corpus's own rows, so it tracks the rendering and op mixture).
     splits: dict[str, int] = field(default_factory=lambda: {"train": 1000})
     train_tokens: int | None = None
-    rendering: Literal["natural", "compact"] = "natural"
+    rendering: Literal["natural", "compact", "compact-inline"] = "natural"
     graph: GraphConfig = field(default_factory=GraphConfig)
     seed: int = 0
     shard_rows: int = 50_000

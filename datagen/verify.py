@@ -160,7 +160,8 @@ def _natural_steps(tokens: list[str]) -> list[PredictedStep]:
 
 
 def _compact_steps(tokens: list[str]) -> list[PredictedStep]:
-    """Steps "<name> = <expr> = <value> ;" (a leaf: "<name> = <value> ;")."""
+    """Steps "<name> = <expr> = <value> ;" (a leaf: "<name> = <value> ;"). The values compact-inline writes
+    after operand names are numbers, so `_operands` leaves them out like constants."""
     steps = []
     segment: list[str] = []
     for token in [*tokens, ";"]:

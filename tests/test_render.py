@@ -69,6 +69,15 @@ def test_compact_rendering_of_a_known_problem():
                       f"<solution> {r.solution} </solution> <answer> 8 </answer>")
 
 
+def test_inline_rendering_writes_operand_values_and_keeps_the_problem():
+    problem = leaf_const_total()
+    plain = render(problem, load_context("zoo"), "compact", random.Random(1))
+    r = render(problem, load_context("zoo"), "compact-inline", random.Random(1))
+    a, b, c = (r.names[i] for i in range(3))
+    assert r.solution == f"{a} = 3 ; {b} = {a} 3 + 2 = 5 ; {c} = {a} 3 + {b} 5 = 8 ;"
+    assert (r.problem, r.question, r.answer, r.names) == (plain.problem, plain.question, plain.answer, plain.names)
+
+
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32), op=st.integers(1, 40), context=st.sampled_from(CONTEXTS),
        style=st.sampled_from(STYLES), modulus=st.sampled_from([None, 23]))
