@@ -91,6 +91,7 @@ class RLRecipe:
             accelerator="auto", devices=1, precision=precision, max_epochs=1, max_steps=-1,
             logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=self.cfg.log_every,
             callbacks=callbacks, enable_progress_bar=self.progress, enable_model_summary=False,
+            enable_checkpointing=False,  # CheckpointEvery keeps the one resumable state; no default epoch ckpt
             limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=self.out)
 
     def train(self) -> None:

@@ -70,7 +70,8 @@ def test_summary_metrics_and_completions(base, tmp_path):
     rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert {r["step"] for r in rows} == {0, 2, 4} and all("completion" in r and "error" in r for r in rows)
     assert (out / "model" / "config.json").exists() and (out / "model" / "tokenizer.json").exists()
-    assert not (out / "checkpoints").exists()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "completions.jsonl", "config.json", "metrics.jsonl", "model", "summary.json"]  # no checkpoint left over
     assert main(rl_args(base, out)) == 0  # finished: nothing to do
 
 
