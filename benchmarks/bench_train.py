@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args, rest = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = load(PretrainConfig, args.preset, "pretrain", parse_overrides(rest))
+    # The bare loop has no in-training evaluation, so the Lightning side runs without it too.
+    cfg = load(PretrainConfig, args.preset, "pretrain", {"eval_every": 0, **parse_overrides(rest)})
     cfg.tokens = args.steps * cfg.tokens_per_step
     cfg.checkpoint_every = args.steps + 1  # the final checkpoint falls after the timed window
     cfg.compile = cfg.compile and torch.cuda.is_available()
