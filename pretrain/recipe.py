@@ -82,6 +82,10 @@ class CheckpointOnSigterm(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *_) -> None:
         if trainer.received_sigterm and not trainer.fit_loop._should_accumulate():
             trainer.save_checkpoint(self.path)
+            # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
+            # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.
+            trainer._logger_connector.on_batch_end()
+            trainer._logger_connector.update_train_step_metrics()
             raise SIGTERMException()
 
 

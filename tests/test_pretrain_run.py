@@ -137,7 +137,8 @@ def test_bad_corpus_fails_before_training(case, message, tmp_path, capsys):
 def _command(out: Path, steps: int) -> list[str]:
     cfg = tiny_config(steps)
     return [sys.executable, "-m", "sweeps.cli", "pretrain", "--preset", "smoke", "--data", str(corpus()),
-            "--out", str(out), "--quiet", *TINY, "--tokens", str(cfg.tokens), "--checkpoint_every", "10"]
+            "--out", str(out), "--quiet", *TINY, "--tokens", str(cfg.tokens), "--checkpoint_every", "10",
+            "--log_every", "1"]  # every step logs, so the step that SIGTERM interrupts must log too
 
 
 def _wait_for(predicate, proc, timeout=120.0):
