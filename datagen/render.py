@@ -67,7 +67,7 @@ def quantity_names(problem: Problem, ctx: Context, style: str, rng: random.Rando
     """Node index -> surface name, under the slot mapping `render` would draw from the same rng state."""
     _check_style(style)
     group_names, item_names = _draw_mapping(problem, ctx, rng)
-    if is_compact(style):
+    if _is_compact(style):
         return dict(enumerate(_compact_names(problem, ctx, group_names, item_names)))
     labels, _ = _natural_names(problem, ctx, group_names, item_names)
     return dict(enumerate(labels))
@@ -94,7 +94,7 @@ def vocabulary(ctx: Context, style: str) -> list[str]:
     """Every whitespace-separated token `render` can emit for this context, numbers aside."""
     _check_style(style)
     words = set(FORMAT_TOKENS) | set(OPERATORS)
-    if is_compact(style):
+    if _is_compact(style):
         words |= set(COMPACT_SYMBOLS)
         stems = (*ctx.compact_items, ctx.compact_category)
         words |= {code + stem for code in ctx.compact_groups for stem in stems}
@@ -106,7 +106,7 @@ def vocabulary(ctx: Context, style: str) -> list[str]:
     return sorted(words)
 
 
-def is_compact(style: str) -> bool:
+def _is_compact(style: str) -> bool:
     return style.startswith("compact")
 
 
@@ -209,14 +209,11 @@ def _compact(problem: Problem, names: list[str], style: str) -> tuple[list[str],
     statements = [
         f"{names[n.index]} = {n.const if n.kind == 'leaf' else _expression(n, names)} ;" for n in problem.nodes
     ]
-    values = [str(n.value) for n in problem.nodes]
-    steps = []
-    for n in problem.necessary_nodes():
-        if n.kind == "leaf":
-            steps.append(f"{names[n.index]} = {n.value} ;")
-        elif style == "compact-inline":
-            named_values = [f"{name} {value}" for name, value in zip(names, values)]
-            steps.append(f"{names[n.index]} = {_expression(n, named_values)} = {n.value} ;")
-        else:
-            steps.append(f"{names[n.index]} = {_expression(n, names)} = {n.value} ;")
+    # How a step's expression refers to its operands: by name, or (inline) by name followed by value.
+    operands = names if style == "compact" else [f"{name} {n.value}" for name, n in zip(names, problem.nodes)]
+    steps = [
+        f"{names[n.index]} = {n.value} ;" if n.kind == "leaf"
+        else f"{names[n.index]} = {_expression(n, operands)} = {n.value} ;"
+        for n in problem.necessary_nodes()
+    ]
     return statements, f"? {names[problem.query]}", steps
