@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datagen.config import ConfigError, load
+from core.config import ConfigError, load
 from datagen.spec import SPLITS
 
 

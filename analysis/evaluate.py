@@ -28,12 +28,13 @@ from transformers.utils import logging as hf_logging
 
 from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
-from datagen.config import ConfigError, parse_overrides, to_dict
+from core.config import ConfigError, parse_overrides, to_dict
+from core.provenance import provenance
+from core.rundir import InputError
+from core.sampler import Rollouts, sample
 from datagen.corpus import CorpusError, corpus_tokenizer, load_gold, read_manifest, read_split
-from datagen.provenance import provenance
 from datagen.verify import verify
-from pretrain.model import InputError, check_same_vocabulary, model_dir_of
-from rl.sampler import Rollouts, sample
+from pretrain.model import check_same_vocabulary, model_dir_of
 
 PROMPT_END = "<solution>"
 STOP = "</answer>"

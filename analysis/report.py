@@ -23,7 +23,7 @@ from analysis.evaldir import Evaluation, read_evals
 from analysis.figures import write_figures
 from analysis.stats import paired_diff_ci
 from analysis.tables import ERROR_CLASSES, per_problem_pass_at_k, split_of
-from datagen.provenance import git_commit
+from core.provenance import git_commit
 
 METRIC = "pass@k_verified"  # the paper's pass@k counts a sample only when its process is verified
 _PROBLEM = ["context", "op", "problem_id"]

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from datagen.config import load
+from core.config import load
+from core.provenance import cpu_name, git_commit
 from datagen.corpus import build_corpus
-from datagen.provenance import cpu_name, git_commit
 from datagen.spec import CorpusSpec
 
 

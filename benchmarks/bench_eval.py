@@ -24,7 +24,7 @@ import torch
 
 from analysis.config import EvalConfig, Ladder, Span
 from analysis.evaluate import evaluate, prompt_of
-from datagen import config
+from core import config
 from datagen.corpus import build_corpus, read_split
 from datagen.spec import CorpusSpec
 from datagen.tokenizer import load_tokenizer

@@ -1,4 +1,4 @@
-"""Tokens/s of `rl.sampler.sample` against `model.generate(num_return_sequences=K)`.
+"""Tokens/s of `core.sampler.sample` against `model.generate(num_return_sequences=K)`.
 
 Both sample the same randomly initialised Qwen2 models on the same prompts with the same number of new tokens (no stop
 token, so neither can finish early), in one process with the same thread count, so the ratio isolates the sampler
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from rl.sampler import sample
+from core.sampler import sample
 
 VOCAB_SIZE = 2200  # the paper's BPE vocabulary
 

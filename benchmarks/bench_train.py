@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
-from datagen.config import load, parse_overrides
+from core.config import load, parse_overrides
 from datagen.tokenizer import load_tokenizer
 from pretrain.config import PretrainConfig
 from pretrain.data import PackedData

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from datagen.config import ConfigError, load, parse_overrides, to_dict
+from core.config import ConfigError, load, parse_overrides, to_dict
 from datagen.contexts import ContextError
 from datagen.corpus import CorpusError, build_corpus, read_manifest
 from datagen.spec import CorpusSpec

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from core.config import ConfigError
 from datagen import render
-from datagen.config import ConfigError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "contexts"
 PATH_VARIABLE = "LAB_CONTEXT_PATH"

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from datagen.config import to_dict
+from core.config import to_dict
+from core.provenance import provenance
 from datagen.contexts import load_context
 from datagen.graph import Problem, generate
-from datagen.provenance import provenance
 from datagen.render import render
 from datagen.spec import SPLITS, CorpusSpec
 from datagen.tokenizer import build_tokenizer, vocab_fingerprint
@@ -55,6 +55,12 @@ SCHEMA = pa.schema([
 
 class CorpusError(RuntimeError):
     pass
+
+
+def corpus_id(manifest: dict) -> str:
+    """Identity of a corpus's bytes: a hash of its shard checksums."""
+    return hashlib.sha256(json.dumps(sorted(s["sha256"] for s in manifest["shards"])).encode()).hexdigest()[:16]
+
 
 
 def split_of(graph_hash: str) -> str:

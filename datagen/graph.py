@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from datagen.config import ConfigError
+from core.config import ConfigError
 
 KINDS = ("leaf", "const", "binary", "sum3", "aggregate")
 OPS = ("+", "-", "*")

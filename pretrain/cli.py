@@ -12,10 +12,10 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from datagen.config import ConfigError, load, parse_overrides
+from core.config import ConfigError, load, parse_overrides
+from core.rundir import InputError
 from datagen.corpus import CorpusError
 from pretrain.config import PretrainConfig
-from pretrain.model import InputError
 from pretrain.recipe import run
 
 

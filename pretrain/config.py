@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from datagen.config import ConfigError
+from core.config import ConfigError
 from datagen.spec import OpRange
 
 

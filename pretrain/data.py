@@ -29,9 +29,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerFast
 
+from core.rundir import InputError
 from datagen.corpus import CorpusError, read_manifest
 from pretrain.config import TrainConfig
-from pretrain.model import InputError
 
 IGNORE = -100  # label value cross_entropy skips (HF convention)
 SOLUTION_TOKEN = "<solution>"

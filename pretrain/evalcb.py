@@ -23,9 +23,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from core.sampler import sample
 from datagen.corpus import load_gold, read_manifest, read_split
 from datagen.verify import verify
-from rl.sampler import sample
 
 ANSWER_END = "</answer>"
 

@@ -14,12 +14,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from core.rundir import InputError
 from datagen.tokenizer import load_tokenizer, vocab_fingerprint
 from pretrain.config import ModelConfig
-
-
-class InputError(ValueError):
-    """An input of a run (corpus, init checkpoint, run directory) is missing or does not fit; nothing was trained."""
 
 
 def model_dir_of(path: str | Path) -> Path:

@@ -15,112 +15,29 @@ run. Every input is checked in `setup`, before any training, so bad inputs cost 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import (Callback, LearningRateMonitor, ModelCheckpoint, ThroughputMonitor,
-                                         TQDMProgressBar)
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from transformers.utils import logging as hf_logging
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
 
-from datagen.config import to_dict
-from datagen.corpus import corpus_tokenizer, read_manifest, verify_shards
-from datagen.provenance import provenance
+from core.config import to_dict
+from core.provenance import provenance
+from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
 from pretrain.evalcb import GreedyEval
 from pretrain.metrics import JsonlLogger, read_metrics
-from pretrain.model import InputError, build_model, load_init, model_dir_of
+from pretrain.model import build_model, load_init, model_dir_of
 from pretrain.module import CausalLM
 
 # Both are about the data stream and both are handled by it (pretrain.data): it restarts at the restored step, so
 # a mid-epoch resume is exact, and it splits its batches among DataLoader workers itself.
 warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before the epoch ended")
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
-
-
-class Stopwatch(Callback):
-    """Training wall time summed over every process of a run; its state travels in the checkpoints."""
-
-    def __init__(self):
-        self.before, self.since = 0.0, None
-
-    @property
-    def total(self) -> float:
-        return self.before + (time.perf_counter() - self.since if self.since is not None else 0.0)
-
-    def on_train_start(self, *_) -> None:
-        self.since = time.perf_counter()
-
-    def on_train_end(self, *_) -> None:
-        self.before, self.since = self.total, None
-
-    def state_dict(self) -> dict:
-        return {"wall_s": self.total}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.before = state["wall_s"]
-
-
-class CheckpointOnSigterm(Callback):
-    """Save last.ckpt and stop at the next optimizer-step boundary after SIGTERM.
-
-    Lightning records SIGTERM but, in a single process, acts on it only at an epoch end, and a run here is one
-    epoch. At a step boundary the weights, optimizer, scheduler and step counter agree, so the checkpoint is exact
-    (unlike ModelCheckpoint(save_on_exception=True), which would also save mid-step on any error)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_batch_end(self, trainer: L.Trainer, *_) -> None:
-        if trainer.received_sigterm and not trainer.fit_loop._should_accumulate():
-            trainer.save_checkpoint(self.path)
-            # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
-            # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.
-            trainer._logger_connector.on_batch_end()
-            trainer._logger_connector.update_train_step_metrics()
-            raise SIGTERMException()
-
-
-def corpus_id(manifest: dict) -> str:
-    """Identity of a corpus's bytes: a hash of its shard checksums."""
-    return hashlib.sha256(json.dumps(sorted(s["sha256"] for s in manifest["shards"])).encode()).hexdigest()[:16]
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def check_run_dir(out: Path, record: dict) -> None:
-    """Refuse to resume or skip a run directory that was started with other arguments."""
-    path = out / "config.json"
-    if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(record)):
-        raise InputError(f"{out}: holds a run with a different config, corpus or init; "
-                         "rerun with the same arguments to resume, or choose another --out")
-
-
-def save_hf_model(model, tokenizer, out: Path, quiet: bool = False) -> Path:
-    """Write `out/model` (HF weights + tokenizer) through a temp dir and a rename, so it is never half-written."""
-    if quiet:
-        hf_logging.disable_progress_bar()
-    for stale in out.glob(".model.tmp-*"):  # left by a process killed while saving
-        shutil.rmtree(stale)
-    tmp = out / f".model.tmp-{os.getpid()}"
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    final = out / "model"
-    shutil.rmtree(final, ignore_errors=True)  # left by a run killed between this rename and the summary
-    tmp.rename(final)
-    return final
 
 
 class Recipe:

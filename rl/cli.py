@@ -11,9 +11,9 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from datagen.config import ConfigError, load, parse_overrides
+from core.config import ConfigError, load, parse_overrides
+from core.rundir import InputError
 from datagen.corpus import CorpusError
-from pretrain.model import InputError
 from rl.config import RLConfig
 from rl.recipe import run
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from datagen.config import ConfigError
+from core.config import ConfigError
 from rl.rewards import REWARDS
 
 

@@ -6,7 +6,7 @@ them as arguments of one function (rather than three trainers) lets a sweep swit
 functions free of models and optimisers lets tests pin them to hand-computed numbers.
 
 Layout: rewards are flat [N*K], prompt-major (the K samples of prompt i are rows i*K .. i*K+K-1), as produced by
-`rl.sampler.sample`; token tensors are [B, T] with a 0/1 mask over completion tokens.
+`core.sampler.sample`; token tensors are [B, T] with a 0/1 mask over completion tokens.
 """
 
 from dataclasses import dataclass

@@ -17,12 +17,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from core.sampler import sample
 from rl.budget import ComputeLedger
 from rl.config import RLConfig
 from rl.data import PromptPool, edge_of_competence, generator_for
 from rl.losses import group_advantages, policy_loss, zero_variance_mask
 from rl.rewards import RewardSchedule, reward
-from rl.sampler import sample
 
 
 def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id: int,

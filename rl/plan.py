@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datagen.config import ConfigError, load
+from core.config import ConfigError, load
 from datagen.corpus import CorpusError, read_split
 from midtrain.config import MidtrainConfig
 from rl.budget import PAPER_SEQ_LEN, plan_budget

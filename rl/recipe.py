@@ -22,12 +22,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch.utils.data import IterableDataset
 
-from datagen.config import to_dict
-from datagen.corpus import corpus_tokenizer, read_manifest, verify_shards
-from datagen.provenance import provenance
+from core.config import to_dict
+from core.provenance import provenance
+from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.metrics import JsonlLogger
-from pretrain.model import InputError, load_init, model_dir_of
-from pretrain.recipe import CheckpointOnSigterm, Stopwatch, check_run_dir, corpus_id, save_hf_model, write_json
+from pretrain.model import load_init, model_dir_of
 from rl.config import RLConfig
 from rl.data import PromptPool
 from rl.module import GRPO

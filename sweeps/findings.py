@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.config import EvalConfig, Ladder
-from datagen.config import load
+from core.config import load
 from datagen.corpus import make_sample
 from datagen.spec import CorpusSpec
 from datagen.tokenizer import build_tokenizer

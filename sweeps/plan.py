@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from datagen.config import load, to_dict
+from core.config import load, to_dict
 from sweeps.stages import STAGES
 
 KEY_CHARS = 10
@@ -83,7 +83,7 @@ class Step:
 
 
 def _inline_yaml(value: Any) -> str:
-    """One-line YAML that `datagen.config.parse_overrides` reads back to `value`."""
+    """One-line YAML that `core.config.parse_overrides` reads back to `value`."""
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
     return text.removesuffix("...").strip()
 

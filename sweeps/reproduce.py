@@ -19,8 +19,8 @@ import pandas as pd
 from analysis import plots
 from analysis.evaldir import read_eval
 from analysis.report import build_report, compare, verdict_lines
-from datagen.config import ConfigError, load
-from datagen.provenance import provenance
+from core.config import ConfigError, load
+from core.provenance import provenance
 from sweeps.executors import CLUSTERS, SweepResources
 from sweeps.findings import FINDINGS, Finding
 from sweeps.runner import run_sweep, status_table

@@ -16,7 +16,7 @@ def one_torch_thread():
 
 
 def _tiny_spec(rendering: str):
-    from datagen import config
+    from core import config
     from datagen.spec import CorpusSpec
 
     return config.build(CorpusSpec, {

@@ -7,8 +7,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from datagen import config
-from datagen.config import ConfigError
+from core import config
+from core.config import ConfigError
 
 
 @dataclass

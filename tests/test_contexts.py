@@ -6,9 +6,16 @@ import re
 import pytest
 import yaml
 
-from datagen.config import ConfigError
-from datagen.contexts import (BUILTIN_DIR, MIN_GROUPS, MIN_ITEMS, ContextError, available_contexts,
-                              context_vocabulary, load_context)
+from core.config import ConfigError
+from datagen.contexts import (
+    BUILTIN_DIR,
+    MIN_GROUPS,
+    MIN_ITEMS,
+    ContextError,
+    available_contexts,
+    context_vocabulary,
+    load_context,
+)
 from datagen.graph import GraphConfig, generate
 from datagen.render import STYLES, render
 from datagen.verify import verify

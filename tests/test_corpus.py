@@ -7,10 +7,20 @@ import sys
 
 import pytest
 
-from datagen import config
-from datagen.config import ConfigError
-from datagen.corpus import (SPLIT_BUCKETS, CorpusError, allocate, build_corpus, load_gold, read_manifest,
-                            read_split, row_plan, split_of, verify_shards)
+from core import config
+from core.config import ConfigError
+from datagen.corpus import (
+    SPLIT_BUCKETS,
+    CorpusError,
+    allocate,
+    build_corpus,
+    load_gold,
+    read_manifest,
+    read_split,
+    row_plan,
+    split_of,
+    verify_shards,
+)
 from datagen.spec import CorpusSpec
 from datagen.verify import verify
 

@@ -10,13 +10,13 @@ from analysis.config import Ladder, Span, load_eval_config
 from analysis.evaldir import SAMPLE_COLUMNS, read_eval
 from analysis.evaluate import prompt_of, score, select_problems
 from analysis.tables import RESULT_COLUMNS, TAXONOMY_COLUMNS, results_table
-from datagen.config import ConfigError, build
+from core.config import ConfigError, build
+from core.sampler import Rollouts
 from datagen.corpus import build_corpus, read_manifest, read_split
 from datagen.spec import CorpusSpec
 from datagen.tokenizer import build_tokenizer, load_tokenizer
 from pretrain.config import ModelConfig
 from pretrain.model import build_model
-from rl.sampler import Rollouts
 from sweeps.cli import main as lab
 
 TINY_MODEL = ModelConfig(layers=1, hidden=32, ffn=64, heads=2, kv_heads=1, max_len=256)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datagen import config
-from datagen.config import ConfigError
+from core import config
+from core.config import ConfigError
 from datagen.graph import KINDS, OPS, GraphConfig, Node, Problem, generate
 
 N_GROUPS, N_ITEMS = 12, 22  # the shipped contexts' sizes

@@ -6,7 +6,8 @@ from math import comb
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from analysis.passk import ks_for, pass_at_k
 

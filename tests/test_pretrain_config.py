@@ -4,8 +4,8 @@ name the field."""
 import pytest
 import torch
 
-from datagen import config
-from datagen.config import ConfigError
+from core import config
+from core.config import ConfigError
 from datagen.tokenizer import build_tokenizer
 from midtrain.config import MidtrainConfig
 from pretrain.config import PretrainConfig

@@ -12,8 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
-from datagen import config
+from core import config
 from datagen.corpus import build_corpus
 from datagen.spec import CorpusSpec
 from pretrain.config import PretrainConfig

@@ -1,11 +1,11 @@
-"""rl.sampler against transformers' own generate, plus the properties RL relies on: reproducible draws, stop
+"""core.sampler against transformers' own generate, plus the properties RL relies on: reproducible draws, stop
 handling, one prefill per prompt, and the right sampling distribution."""
 
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from rl.sampler import sample
+from core.sampler import sample
 
 PAD = 0
 # Different lengths, so the batch is left-padded.

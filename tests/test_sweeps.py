@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from datagen.config import load, parse_overrides
+from core.config import load, parse_overrides
 from sweeps.plan import Step, Sweep
 from sweeps.runner import run_sweep, status_table
 from sweeps.stages import STAGES
@@ -40,7 +40,7 @@ def test_argv_resolves_to_the_same_config(tmp_path):
     assert argv[:3] == ["pretrain", "--preset", "smoke"] and "--data" in argv
     flags = argv[argv.index("--data") + 2:]
     info = STAGES["pretrain"]
-    from datagen.config import to_dict
+    from core.config import to_dict
     assert to_dict(load(info.config_class(), "smoke", info.section, parse_overrides(flags))) == step.resolved
 
 

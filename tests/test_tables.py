@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.tables import (ERROR_CLASSES, PAPER_LADDER, RESULT_COLUMNS, TAXONOMY_COLUMNS, per_problem_pass_at_k,
-                             results_table, split_of, taxonomy_table)
+from analysis.tables import (
+    ERROR_CLASSES,
+    PAPER_LADDER,
+    RESULT_COLUMNS,
+    TAXONOMY_COLUMNS,
+    per_problem_pass_at_k,
+    results_table,
+    split_of,
+    taxonomy_table,
+)
 
 ANSWER_RIGHT = {"verified", "answer_right_process_wrong"}
 

@@ -1,8 +1,9 @@
 """Print / plot the eval learning curve of run dirs: python curve.py RUN [RUN...] [--png OUT]"""
-import sys, json
-from pathlib import Path
+import sys
+
 sys.path.insert(0, "/work/main")
 from pretrain.metrics import read_metrics
+
 args = sys.argv[1:]
 png = None
 if "--png" in args:

@@ -1,18 +1,26 @@
 """peek.py RUN EVALDATA [op] : greedy generations of a run's last checkpoint (or model) on a few val problems."""
-import sys, torch, json
+import json
+import sys
+
+import torch
+
 sys.path.insert(0, "/work/main")
 torch.set_num_threads(1)
 from pathlib import Path
+
 from transformers import AutoModelForCausalLM
+
+from core.sampler import sample
 from datagen.tokenizer import load_tokenizer
 from pretrain.evalcb import load_problems, score
-from rl.sampler import sample
+
 run, ev = Path(sys.argv[1]), sys.argv[2]
 op = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 cfg = json.loads((run / "config.json").read_text())
+from core.config import build
 from pretrain.config import PretrainConfig
-from datagen.config import build
 from pretrain.model import build_model
+
 man = json.loads((Path(cfg["corpus"]["spec"] and ev) / "manifest.json").read_text())
 tok = load_tokenizer(Path(ev) / man["tokenizer"]["dir"])
 if (run / "model").exists():

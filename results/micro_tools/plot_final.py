@@ -1,11 +1,15 @@
 """Learning curves of the micro runs: greedy verified / answer accuracy per ladder split and solution loss
 vs training wall minutes (eval time included). Continuation (midtrain) runs are appended after their parent."""
-import sys, json
+import json
+import sys
+
 sys.path.insert(0, "/work/main")
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+
 from pretrain.metrics import read_metrics
 
 R = "/tmp/micro/runs/"

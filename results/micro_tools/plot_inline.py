@@ -1,10 +1,13 @@
 """plot_inline.py OUT.png: learning curves of the second micro round (rendering experiments, /tmp/m2/runs):
 greedy process-verified accuracy per ladder split and solution loss against training wall minutes."""
 import sys
+
 sys.path.insert(0, "/work/main")
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
 from pretrain.metrics import read_metrics
 
 R = "/tmp/m2/runs/"

@@ -1,10 +1,14 @@
 """plot_rl.py OUT.png RUN_DIR...: RL reward and verified pass rate per step (raw and 10-step mean)."""
 import sys
+
 sys.path.insert(0, "/work/main")
 import json
+
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
 from pretrain.metrics import read_metrics
 
 fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))

@@ -4,13 +4,19 @@ Reads steps "X = A op B = v ;" (compact) and "X = A a op B b = v ;" (compact-inl
 in a one-'=' step, the step result after the step's last '=', a constant after an operator, and otherwise (inline)
 an operand's value. Round 1's table was computed by an earlier version that counted constants as operands.
 """
-import sys, torch
+import sys
+
+import torch
+
 sys.path.insert(0, "/work/main")
 torch.set_num_threads(1)
 from pathlib import Path
+
 from transformers import AutoModelForCausalLM
+
 from datagen.tokenizer import load_tokenizer
 from pretrain.evalcb import load_problems
+
 run, ev = Path(sys.argv[1]), Path(sys.argv[2])
 tok = load_tokenizer(run / "model")
 model = AutoModelForCausalLM.from_pretrained(run / "model").eval()

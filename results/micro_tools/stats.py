@@ -1,6 +1,9 @@
-import sys, json
+import json
+import sys
+
 sys.path.insert(0, "/work/main")
 from pretrain.metrics import read_metrics
+
 for run in sys.argv[1:]:
     m = read_metrics(run)
     loss = m["train/loss"].dropna()
