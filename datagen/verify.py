@@ -205,6 +205,7 @@ class _Grader:
     def compact(self, body: list[str]) -> list[Step]:
         """Steps "<name> = <expr> = <value> ;" (a leaf: "<name> = <value> ;"), references by name."""
         steps = []
+        cache: dict[tuple[str, ...], Step] = {}
         start = 0
         for end in [*(i for i, token in enumerate(body) if token == ";"), None]:
             segment = body[start:end]
@@ -218,7 +219,7 @@ class _Grader:
             elif end is None:  # unfinished: no terminator
                 steps.append(self._unreadable(quantity))
             else:
-                steps.append(self._grade(quantity, segment[2:], self.index.get))
+                steps.append(self._cached(cache, tuple(segment), quantity, segment[2:], self.index.get))
         return steps
 
     def natural(self, body: list[str]) -> list[Step]:
@@ -228,6 +229,7 @@ class _Grader:
         if (starts[0] if starts else len(body)) > 0:
             steps.append(Step(None, "malformed", frozenset(), None, None))  # text before the first step
         variables: dict[str, int | None] = {}
+        cache: dict[tuple, Step] = {}
         for start, end in zip(starts, [*starts[1:], len(body)]):
             segment = body[start + 1:end]
             semicolon = _index(segment, ";", 0)
@@ -244,13 +246,26 @@ class _Grader:
             elif stop == len(rest) or rest[:3] != ["so", var, "="]:
                 steps.append(self._unreadable(quantity))
             else:
-                steps.append(self._grade(quantity, rest[3:stop], variables.get))
+                chain = rest[3:stop]
+                key = (quantity, *chain, *(variables.get(token) for token in chain))
+                steps.append(self._cached(cache, key, quantity, chain, variables.get))
             if stop + 1 < len(rest):  # text after the step's "."
                 steps.append(Step(None, "malformed", frozenset(), None, None))
             variables[var] = quantity  # after the expression: a step cannot use its own variable
         return steps
 
     # -- grading ---------------------------------------------------------------------------------------------
+
+    def _cached(self, cache: dict, key: tuple, quantity: int, chain: list[str],
+                resolve: Callable[[str], int | None]) -> Step:
+        """`_grade`, remembering steps whose grade cannot change later: all but "dependency" ones, whose
+        operands might be stated by a later step. A model stuck in a loop repeats its steps many times."""
+        step = cache.get(key)
+        if step is None:
+            step = self._grade(quantity, chain, resolve)
+            if step.status != "dependency":
+                cache[key] = step
+        return step
 
     def _unreadable(self, quantity: int) -> Step:
         self.stated.add(quantity)
@@ -333,7 +348,7 @@ class _Grader:
         while i < n:
             token = tokens[i]
             if expect_operand:
-                number = _number(token)
+                number = int(token) if token.isdigit() and token.isascii() and len(token) <= _MAX_DIGITS else None
                 if token == "(":
                     operators.append(token)
                 elif number is not None:
