@@ -212,10 +212,11 @@ class _Grader:
             start = end + 1 if end is not None else 0
             if not segment:
                 continue
-            quantity = self.index.get(segment[0]) if len(segment) >= 2 and segment[1] == "=" else None
+            named = len(segment) >= 2 and segment[1] == "=" and segment[0] not in _NOT_REFERENCES \
+                and not segment[0].isdigit()
+            quantity = self.index.get(segment[0]) if named else None
             if quantity is None:
-                status = "hallucinated" if len(segment) >= 2 and segment[1] == "=" else "malformed"
-                steps.append(Step(None, status, frozenset(), None, None))
+                steps.append(Step(None, "hallucinated" if named else "malformed", frozenset(), None, None))
             elif end is None:  # unfinished: no terminator
                 steps.append(self._unreadable(quantity))
             else:
