@@ -26,7 +26,9 @@ value matches"; verified = ProcessAcc 1 and the right answer), with these strict
   can never be paid in full; correct steps about unnecessary quantities cost nothing and are counted (`extra`);
 - a step must end with its terminator (";" compact, "." natural); an unfinished one, truncated text included,
   is a wrong step;
-- the answer is only what `<answer> N </answer>` states (no fallback to the last step's value);
+- everything before `<answer>` must be steps (`</solution>` may close them); the answer is only what
+  `<answer> N </answer>` states (no fallback to the last step's value); text after `</answer>` is not graded
+  (sampling stops there);
 - the completion is graded from its first token: a `<solution>` tag inside it does not restart parsing, so
   wrong work before one still counts. A whole corpus sequence is graded with `verify(completion_of(text), ...)`.
 """
@@ -148,11 +150,13 @@ def grade_steps(completion: str, gold: Problem, names: dict[int, str], style: st
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
     tokens = completion.split()
-    end = min(_index(tokens, "</solution>", 0), _index(tokens, "<answer>", 0))
+    tag = _index(tokens, "<answer>", 0)
+    end = _index(tokens, "</solution>", 0)
     grader = _Grader(gold, names, style)
-    body = tokens[:end]
+    body = tokens[:min(end, tag)]
     steps = grader.natural(body) if style == "natural" else grader.compact(body)
-    tag = _index(tokens, "<answer>", end)
+    if end + 1 < tag:  # text between "</solution>" and "<answer>" is no step, so it is a wrong one
+        steps.append(Step(None, "malformed", frozenset(), None, None))
     answer = None
     if tag + 2 < len(tokens) and tokens[tag + 2] == "</answer>":
         answer = _number(tokens[tag + 1])
@@ -180,7 +184,7 @@ def _number(token: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Expression:
     tree: int  # interned id of the canonical tree
     refs: tuple[int | None, ...]  # every operand reference in order (None: it names no stated quantity)
@@ -282,8 +286,7 @@ class _Grader:
             else:
                 parts[-1].append(token)
         final = _number(parts[-1][0]) if len(parts[-1]) == 1 else None
-        known = self._known(resolve)
-        expressions = [self._parse(part, known) for part in (parts[:-1] or parts)]
+        expressions = [self._parse(part, resolve, self.stated) for part in (parts[:-1] or parts)]
         self.stated.add(quantity)
         if any(e is None for e in expressions):
             return Step(quantity, "dependency", frozenset(), final, None)
@@ -304,15 +307,6 @@ class _Grader:
             status = "correct"
         return Step(quantity, status, parents, final, arithmetic)
 
-    def _known(self, resolve: Callable[[str], int | None]) -> Callable[[str], int | None]:
-        """`resolve`, keeping only quantities an earlier step stated ("parents are earlier quantities used")."""
-        stated = self.stated
-
-        def known(token: str) -> int | None:
-            quantity = resolve(token)
-            return quantity if quantity in stated else None
-        return known
-
     def _same(self, value: int, final: int) -> bool:
         modulus = self.gold.modulus
         return value == final if modulus is None else (value - final) % modulus == 0
@@ -325,8 +319,7 @@ class _Grader:
                 self.gold_steps[quantity] = (self._intern(("n", node.value)), frozenset())
             else:
                 text = render.step_expression(node, {p: f"#{p}" for p in node.parents})
-                parsed = self._parse(text.split(), lambda token: int(token[1:]) if token[1:].isdigit() else None,
-                                     inline_values=False)
+                parsed = self._parse(text.split(), lambda token: int(token[1:]) if token[1:].isdigit() else None)
                 if parsed is None or None in parsed.refs:
                     raise ValueError(f"gold step of node {quantity} has an unreadable expression: {text!r}")
                 self.gold_steps[quantity] = (parsed.tree, frozenset(parsed.refs))
@@ -335,10 +328,13 @@ class _Grader:
     def _intern(self, key: tuple) -> int:
         return self.table.setdefault(key, len(self.table))
 
-    def _parse(self, tokens: list[str], resolve: Callable[[str], int | None], inline_values: bool = True
+    def _parse(self, tokens: list[str], resolve: Callable[[str], int | None], stated: set[int] | None = None
                ) -> _Expression | None:
         """Shunting-yard over operands (a number, or a reference optionally followed by its inline value),
-        `+ - *` and parentheses; None if `tokens` is not one well-formed expression."""
+        `+ - *` and parentheses; None if `tokens` is not one well-formed expression. A predicted step passes
+        the quantities earlier steps `stated`: a reference to any other is unresolved ("parents are earlier
+        quantities used"); the gold step passes None and has no inline values."""
+        inline_values = stated is not None
         # Operand entries: [tree id or None, root operator of an open chain or None, chain operands, value].
         operands: list[list] = []
         operators: list[str] = []
@@ -359,6 +355,8 @@ class _Grader:
                     return None
                 else:
                     ref = resolve(token)
+                    if inline_values and ref not in stated:
+                        ref = None
                     written = _number(tokens[i + 1]) if inline_values and i + 1 < n else None
                     i += written is not None
                     refs.append(ref)

@@ -219,6 +219,13 @@ def work_before_solution_tag(case: Case, rng: random.Random) -> str | None:
     return f"{wrong} <solution> {completion(case.steps, case.problem.answer)}"
 
 
+def work_after_solution_tag(case: Case, rng: random.Random) -> str | None:
+    """The gold solution, then a wrong step between "</solution>" and "<answer>"."""
+    steps, k, tokens = _step_tokens(case, rng, want_expression=False)
+    tokens[-2] = str(int(tokens[-2]) + rng.randint(1, 5))
+    return completion(case.steps, case.problem.answer).replace("</solution>", f"</solution> {' '.join(tokens)}")
+
+
 def junk_between_steps(case: Case, rng: random.Random) -> str | None:
     steps = case.steps
     at = rng.randint(0, len(steps))
@@ -327,7 +334,8 @@ def shuffled_tokens(case: Case, rng: random.Random) -> str | None:
 
 WRONG = {f.__name__: f for f in (change_operator, change_constant, change_inline_value, change_value, huge_value,
                                  change_parent, wrong_repeat, hallucinated_step, wrong_distractor_step, drop_step,
-                                 before_a_parent, work_before_solution_tag, junk_between_steps,
+                                 before_a_parent, work_before_solution_tag, work_after_solution_tag,
+                                 junk_between_steps,
                                  unterminated_last_step)}
 RIGHT = {f.__name__: f for f in (gold, topological_reorder, commuted_operands, correct_distractor_steps,
                                  text_around_tags)}

@@ -82,6 +82,7 @@ EXPECTED = {
     "drop_step": (("missing",), "missing_node"),
     "before_a_parent": (("dependency_errors",), "dependency_mismatch"),
     "work_before_solution_tag": (("malformed",), None),
+    "work_after_solution_tag": (("malformed",), "extra_nodes"),
     "junk_between_steps": (("malformed", "dependency_errors"), None),
     "unterminated_last_step": (("dependency_errors",), "dependency_mismatch"),
 }
@@ -179,7 +180,8 @@ def test_the_answer_is_only_what_the_answer_tag_states(style):
     assert not grade(case, f"{steps} </solution> <answer> {answer}").answer_correct  # unfinished
     assert not grade(case, f"{steps} </solution> <answer> {answer} {answer} </answer>").answer_correct
     assert grade(case, f"{steps} <answer> {answer} </answer>").verified  # "</solution>" may be left out
-    assert grade(case, f"{steps} </solution> lorem <answer> {answer} </answer> ipsum").verified
+    assert grade(case, f"{steps} </solution> <answer> {answer} </answer> ipsum").verified  # sampling stops at </answer>
+    assert grade(case, f"{steps} </solution> lorem <answer> {answer} </answer>").malformed == 1  # no step, wrong
 
 
 def test_new_node_kinds_are_graded_through_step_expression(monkeypatch):
