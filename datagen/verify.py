@@ -40,7 +40,7 @@ from typing import Callable
 
 from datagen import render
 from datagen.graph import Problem
-from datagen.render import STEP_MARKER, STYLES
+from datagen.render import FORMAT_TOKENS, STEP_MARKER, STYLES
 
 # Error classes, from most to least specific about what went right. The first failing check names the class:
 # missing node, then a wrong dependency or operation, then a wrong number, then a step outside the gold graph
@@ -53,9 +53,8 @@ _MAX_DIGITS = 64
 # such a step cannot be gold, whose values are far smaller.
 _MAX_MAGNITUDE = 10**200
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2}
-_TAGS = ("<question>", "</question>", "<solution>", "</solution>", "<answer>", "</answer>")
 # Tokens that can never name an operand.
-_NOT_REFERENCES = frozenset({*_PRECEDENCE, "(", ")", "=", ";", ".", *_TAGS})
+_NOT_REFERENCES = frozenset({*_PRECEDENCE, "(", ")", "=", ";", ".", *FORMAT_TOKENS})
 _STATUSES = ("correct", "dependency", "operation", "value", "hallucinated", "malformed")
 
 
