@@ -174,6 +174,9 @@ def _expression(node: Node, refs) -> str:
     return " + ".join(refs[p] for p in node.parents)
 
 
+step_expression = _expression  # public: verify.py parses the gold right-hand side from it
+
+
 def _natural(problem: Problem, ctx: Context, labels: list[str], phrases: list[str]
              ) -> tuple[list[str], str, list[str]]:
     phrasing = {**DEFAULT_PHRASING, **ctx.phrasing}

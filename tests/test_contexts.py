@@ -18,7 +18,7 @@ from datagen.contexts import (
 )
 from datagen.graph import GraphConfig, generate
 from datagen.render import STYLES, render
-from datagen.verify import verify
+from datagen.verify import completion_of, verify
 
 SHIPPED = ("zoo", "teachers", "movies")
 
@@ -158,7 +158,7 @@ def test_a_new_context_is_one_file_on_the_search_path(tmp_path, monkeypatch):
         problem = generate(2 + seed, random.Random(seed), GraphConfig(), len(ctx.groups), len(ctx.items))
         for style in STYLES:
             rendered = render(problem, ctx, style, random.Random(seed))
-            assert verify(rendered.text, problem, rendered.names, style).verified
+            assert verify(completion_of(rendered.text), problem, rendered.names, style).verified
             vocabulary = set(context_vocabulary(ctx, style))
             assert all(t in vocabulary or t.isdigit() for t in rendered.text.split())
             if style == "natural":

@@ -22,7 +22,7 @@ from datagen.corpus import (
     verify_shards,
 )
 from datagen.spec import CorpusSpec
-from datagen.verify import verify
+from datagen.verify import completion_of, verify
 
 
 def spec(**kw):
@@ -106,7 +106,7 @@ def test_rows_are_consistent_and_verifiable(corpus):
         assert str(problem.evaluate()) == row["answer"]
         assert split_of(row["graph_hash"]) == "train" == split_of(problem.canonical_hash())
         assert row["text"].startswith("<question> ") and row["text"].endswith(" </answer>")
-        assert verify(row["text"], problem, names, "compact").verified
+        assert verify(completion_of(row["text"]), problem, names, "compact").verified
 
 
 def test_splits_disjoint_by_graph_hash(corpus):
