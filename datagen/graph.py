@@ -45,19 +45,25 @@ MAX_SUM_TERMS = 4  # sumk / c_op_sumk fold at most this many quantities, as GSM-
 # GSM-Infinite reference; the shares mirror its node kinds at op 10-20 (few stated numbers, many copies and
 # group totals, sums of three).
 _FORM_WEIGHTS = {
-    "const": 0.6, "copy": 0.4, "c_op_X": 1.8, "sum2": 0.3, "diff2": 0.2, "sumk3": 1.2, "sumk4": 0.4,
-    "c_op_sum2": 0.9, "c_op_diff2": 0.5, "c_op_sumk3": 1.0, "aggregate": 4.0,
+    "const": 0.4, "copy": 0.3, "c_op_X": 1.8, "sum2": 0.3, "diff2": 0.2, "sumk3": 1.2, "sumk4": 0.4,
+    "c_op_sum2": 0.9, "c_op_diff2": 0.5, "c_op_sumk3": 1.0, "aggregate": 3.0,
 }
 # Unnecessary statements are simpler (GSM-Infinite's have ~1.5 edges each): mostly numbers and one-operand forms.
 _DISTRACTOR_WEIGHTS = {"const": 1.0, "copy": 0.6, "c_op_X": 0.8, "sum2": 0.3, "diff2": 0.1, "sumk3": 0.1}
 # GSM-Infinite's op 2-3 problems hold no arithmetic at all (every quantity has one parent).
 _ARITHMETIC_FROM_OP = 4
-# GSM-Infinite asks for a group total in ~85 % of problems, mostly over one to three stated items.
+# GSM-Infinite asks for a group total in ~85 % of problems. A new quantity joins the target group with these odds when both placements are feasible.
 _QUERY_TOTAL_ODDS = 0.85
-_QUERY_TOTAL_TERMS = (0.3, 0.55, 0.15)  # odds of a total over 1, 2, 3 items
+# A new quantity joins the target group with these odds when both placements are feasible: small problems
+# are mostly the target's items (op 5: a number and 3 times it, then their total), large ones reach it
+# through longer chains.
+_IN_TARGET_ODDS = {"small": 0.75, "large": 0.45}
+_LARGE_FROM_OP = 9
+# A total over one item is a copy in disguise; GSM-Infinite's small problems rarely hold one besides the query.
+_SINGLE_TOTAL_ODDS = 0.8
 # How often a new quantity lands in the same group as one of its parents; clustering gives groups several
 # members, which is what makes totals over more than one item common.
-_SAME_GROUP_ODDS = 0.6
+_SAME_GROUP_ODDS = 0.75
 
 # GSM-Infinite's "realistic medium" generator at zero noise leaves a few unnecessary statements, with a share
 # of problems that have none; both depend on op through its op_max schedule. Per op: (share of problems with
@@ -325,7 +331,7 @@ class _Builder:
         self.summable: list[int] = []
         self.tracking_unused = True
         self.remaining = 0  # edges left to the necessary walk
-        self.final_group_size = -1  # members the walk's last quantity joins, when a total follows it
+        self.target: int | None = None  # the group whose total will be the query
         self.max_edges = 0  # most edges one necessary quantity may take
         self.unused: list[int] = []
         self.unused_position: dict[int, int] = {}
@@ -336,87 +342,109 @@ class _Builder:
     def grow_necessary(self, op: int, reserve: int) -> int | None:
         """Build the query's ancestry with exactly `op` edges, keeping `reserve` slots for distractors.
 
-        Most questions ask for a group total, as GSM-Infinite's do: then the walk spends op - k edges and ends
-        on a quantity placed in a group of k - 1 members, whose k-edge total becomes the query. None when, in
+        Most questions ask for a group total, as GSM-Infinite's do. Then a target group is drawn up front and
+        every quantity placed in it costs one edge more (its term in the total); the walk ends when no edges
+        are left and every unused quantity lies in the target, whose total becomes the query. None when, in
         unbounded mode, no move keeps every value within value_cap (the caller starts over).
         """
-        total_terms = 0
-        if op >= 2 and self.rng.random() < _QUERY_TOTAL_ODDS:
-            total_terms = min(op - 1, 1 + self._pick([(w, None, None) for w in _QUERY_TOTAL_TERMS]))
         self.max_edges = op if op >= _ARITHMETIC_FROM_OP else 1
-        if total_terms > self.max_edges:
-            total_terms = self.max_edges
-        self.final_group_size = total_terms - 1
-        self.remaining = op - total_terms
-        while self.remaining > 0 or len(self.unused) != 1:
-            unused, n, remaining = len(self.unused), len(self.kinds), self.remaining
-            # (weight, form, unused parents needed) for stated forms; (weight, "aggregate", group) for totals.
-            options: list[tuple[float, str, int]] = []
+        n_groups, n_items = len(self.members), len(self.free_items[0])
+        self.target = None
+        if (op >= 2 and op <= 2 * n_items and (n_groups - 1) * n_items >= op + reserve
+                and self.rng.random() < _QUERY_TOTAL_ODDS):
+            self.target = self._below(n_groups)
+        self.remaining = op
+        in_target = _IN_TARGET_ODDS["large" if op >= _LARGE_FROM_OP else "small"]
+        while not self._walk_done():
+            n, remaining = len(self.kinds), self.remaining
+            u_out, members = self._outside_unused(), self._target_members()
+            placements = (False,) if self.target is None else (False, True)
+            # (weight, form, unused parents outside the target needed, placed in the target)
+            options: list[tuple[float, str, int, bool]] = []
             for form, weight in _FORM_WEIGHTS.items():
                 if form == "aggregate":
                     continue
                 k, has_const, _ = _FORMS[form]
                 edges = k + has_const
-                if k > n or edges > min(remaining, self.max_edges):
+                if k > n or edges > self.max_edges:
                     continue
-                for j in range(min(k, unused) + 1):
-                    if completion_cost(unused - j + 1) <= remaining - edges:
-                        options.append((weight, form, j))
-                        break
-            totals = [(g, ends) for g, ends in self._feasible_totals(remaining, reserve)
-                      if not (ends and total_terms)]
-            for group, _ in totals:
-                options.append((_FORM_WEIGHTS["aggregate"] / len(totals), "aggregate", group))
+                for inside in placements:
+                    if inside and self.target not in self.open_position:
+                        continue
+                    for j in range(min(k, u_out) + 1):
+                        if self._feasible(u_out - j + (not inside), members + inside, remaining - edges - inside):
+                            odds = 1.0 if self.target is None else in_target if inside else 1 - in_target
+                            options.append((weight * odds, form, j, inside))
+                            break
+            totals = self._feasible_totals(u_out, members, remaining, reserve)
+            for group in totals:
+                weight = _FORM_WEIGHTS["aggregate"] * (1.0 if len(self.members[group]) > 1 else _SINGLE_TOTAL_ODDS)
+                options.append((weight, "aggregate", group, False))
             while options:
                 choice = self._pick(options)
-                _, form, arg = options[choice]
+                _, form, arg, inside = options[choice]
                 if form == "aggregate":
                     done = self._aggregate(arg)
                 else:
-                    done = self._quantity(form, arg, tracked=True)
+                    done = self._quantity(form, arg, tracked=True, inside=inside)
                 if done:
-                    self.remaining -= self._edges(len(self.kinds) - 1)
+                    self.remaining -= self._edges(len(self.kinds) - 1) + inside
                     break
                 options.pop(choice)
             else:
                 return None
-        if total_terms:
-            last = self.unused[0]
-            group = self.groups[last]
-            fits = (len(self.members[group]) == total_terms
-                    and self.open_slots - len(self.free_items[group]) >= reserve)
-            if not (self._aggregate(group) if fits else self._ending(last, total_terms)):
-                return None
+        if self.target is not None and not self._aggregate(self.target):
+            return None
         self.tracking_unused = False
         return self.unused[0]
 
-    def _ending(self, last: int, edges: int) -> bool:
-        """Spend the `edges` a total would have taken on stated quantities over `last` (a copy, a constant
-        applied to it, or a sum with earlier quantities), when no group could end on a total."""
-        while edges:
-            forms = [f for f, (k, c, _) in _FORMS.items() if 1 <= k <= len(self.kinds) and k + c <= edges]
-            best = max(_FORMS[f][0] + _FORMS[f][1] for f in forms)
-            forms = [f for f in forms if _FORMS[f][0] + _FORMS[f][1] == best]
-            if not self._quantity(forms[self._below(len(forms))], 1, tracked=True):
-                return False
-            edges -= best
-        return True
+    def _walk_done(self) -> bool:
+        if self.remaining:
+            return False
+        if self.target is None:
+            return len(self.unused) == 1
+        return self._outside_unused() == 0 and self._target_members() > 0
 
-    def _feasible_totals(self, remaining: int, reserve: int) -> list[tuple[int, bool]]:
-        """(group, ends the graph) for every group whose total keeps the invariant and leaves enough slots."""
-        unused = len(self.unused)
+    def _outside_unused(self) -> int:
+        return len(self.unused) - (0 if self.target is None else self.unused_in_group[self.target])
+
+    def _target_members(self) -> int:
+        return 0 if self.target is None else len(self.members[self.target])
+
+    def _feasible(self, outside_unused: int, members: int, remaining: int) -> bool:
+        """Whether `remaining` edges can still be spent exactly from this state.
+
+        No target: fold every unused quantity into one (completion_cost). Target: fold the unused quantities
+        outside it into new members (sums of up to MAX_SUM_TERMS, one edge more each for the total); a spare
+        edge or more can always be spent on copies while something outside is unused, but once nothing is,
+        exactly one spare edge cannot (any new quantity costs two: itself and its term in the total, or its
+        own unused term outside).
+        """
+        if remaining < 0:
+            return False
+        if self.target is None:
+            return remaining >= completion_cost(outside_unused)
+        if outside_unused == 0 and members == 0:
+            cost = 2  # a stated number in the target, then its total
+        else:
+            cost = outside_unused + math.ceil(outside_unused / MAX_SUM_TERMS)
+        slack = remaining - cost
+        return slack >= 0 and not (slack == 1 and outside_unused == 0 and members > 0)
+
+    def _feasible_totals(self, outside_unused: int, members: int, remaining: int, reserve: int) -> list[int]:
+        """Groups (other than the target) whose total keeps the walk feasible and leaves enough slots."""
         feasible = []
+        target_free = 0 if self.target is None else len(self.free_items[self.target])
         for group in self.summable:
             k = len(self.members[group])
-            if k > min(remaining, self.max_edges):
+            if group == self.target or k > min(remaining, self.max_edges):
                 continue
-            unused_after = unused - self.unused_in_group[group] + 1
             left = remaining - k
-            if completion_cost(unused_after) > left:
+            if not self._feasible(outside_unused - self.unused_in_group[group] + 1, members, left):
                 continue
             # At most `left` more stated quantities can follow, plus the distractors.
-            if self.open_slots - len(self.free_items[group]) >= left + reserve:
-                feasible.append((group, left == 0 and unused_after == 1))
+            if self.open_slots - len(self.free_items[group]) - target_free >= left + reserve:
+                feasible.append(group)
         return feasible
 
     # -- distractors ---------------------------------------------------------------------------------------
@@ -434,12 +462,23 @@ class _Builder:
 
     # -- moves ---------------------------------------------------------------------------------------------
 
-    def _quantity(self, form: str, from_unused: int, tracked: bool) -> bool:
-        """Add a stated quantity of `form` with at least `from_unused` unused parents; False if its value
-        cannot be kept in range."""
+    def _quantity(self, form: str, from_unused: int, tracked: bool, inside: bool = False) -> bool:
+        """Add a stated quantity of `form` with at least `from_unused` parents among the unused quantities
+        outside the target (inside: placed in the target group); False if the walk would become infeasible or
+        its value cannot be kept in range."""
         k, has_const, kind = _FORMS[form]
-        parents = self._distinct(self.unused, from_unused, []) if tracked else []
+        parents = []
+        if tracked and from_unused:
+            outside = [i for i in self.unused if self.target is None or self.groups[i] != self.target
+                       or self.items[i] < 0]
+            parents = self._distinct(outside, from_unused, [])
         parents = self._distinct(range(len(self.kinds)), k, parents)
+        if tracked and self.target is not None:
+            taken = sum(p in self.unused_position and (self.groups[p] != self.target or self.items[p] < 0)
+                        for p in parents)
+            if not self._feasible(self._outside_unused() - taken + (not inside), self._target_members() + inside,
+                                  self.remaining - k - has_const - inside):
+                return False
         self._shuffle(parents)
         operands = [self.values[p] for p in parents]
         op = const = None
@@ -469,11 +508,13 @@ class _Builder:
             value %= self.cfg.modulus
         elif not 1 <= value <= self.cfg.value_cap:
             return False
-        hint = self.groups[parents[self._below(len(parents))]] if parents else None
-        ends_walk = (tracked and self.remaining == k + has_const
-                     and len(self.unused) == sum(p in self.unused_position for p in parents))
-        size = self.final_group_size if ends_walk and self.final_group_size >= 0 else None
-        self._add(kind, op, tuple(parents), const, value, self._take_slot(hint, size))
+        if inside:
+            slot = self._take_slot(None, self.target)
+        else:
+            if self.target is not None and self.open_groups == [self.target]:
+                return False
+            slot = self._take_slot(self.groups[parents[self._below(len(parents))]] if parents else None)
+        self._add(kind, op, tuple(parents), const, value, slot)
         return True
 
     def _aggregate(self, group: int) -> bool:
@@ -525,15 +566,16 @@ class _Builder:
     def _reduce(self, value: int) -> int:
         return value if self.cfg.modulus is None else value % self.cfg.modulus
 
-    def _take_slot(self, hint: int | None, size: int | None = None) -> tuple[int, int]:
-        """A free (group, item) in an open group, often a parent's group; one with `size` members if any."""
-        groups = self.open_groups
-        if size is not None:
-            groups = [g for g in groups if len(self.members[g]) == size] or groups
-        if hint is not None and hint in groups and self.rng.random() < _SAME_GROUP_ODDS:
-            group = hint
-        else:
-            group = groups[self._below(len(groups))]
+    def _take_slot(self, hint: int | None, group: int | None = None) -> tuple[int, int]:
+        """A free item in `group`, else in an open group other than the target, often a parent's group."""
+        if group is None:
+            if hint is not None and hint != self.target and hint in self.open_position and (
+                    self.rng.random() < _SAME_GROUP_ODDS):
+                group = hint
+            else:
+                group = self.open_groups[self._below(len(self.open_groups))]
+                while group == self.target:
+                    group = self.open_groups[self._below(len(self.open_groups))]
         free = self.free_items[group]
         i = self._below(len(free))
         free[i], free[-1] = free[-1], free[i]
