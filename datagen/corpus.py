@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import logging
 import json
+import logging
 import math
 import os
 import random
