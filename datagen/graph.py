@@ -6,11 +6,12 @@ number of parents with the constant counted as one: `X = 3` is 1, `X = 3 + Y` is
 k, an (unstated) group total over k items is k, `3 * (A + B)` is 3. So op = necessary quantities + arithmetic
 operations, and `arith_ops` (the old count) is kept beside it.
 
-The official generator samples graphs and rejects until one has the requested op; that skews nothing only at
-a large cost. Here the graph is grown bottom-up while keeping the set of *unused* nodes (not yet a parent of
-anything) and the invariant `remaining >= completion_cost(unused)` (the cheapest way to fold every unused node
-into one): every move is chosen among those that keep it, so the walk always ends with no edges left and one
-unused node, the query, of which every earlier node is then an ancestor.
+The official generator samples graphs and rejects until one has the requested op (16 draws per accepted
+problem). Here the graph is grown bottom-up while keeping the set of *unused* nodes (not yet a parent of
+anything) and an invariant saying the edges left can still be spent exactly (`_Builder._feasible`: the
+cheapest way to fold every unused node into the query, which in most problems is a target group's total):
+every move is chosen among those that keep it, so the walk always ends with no edges left and one unused
+node, the query, of which every earlier node is then an ancestor.
 
 Nodes live in abstract (group, item) slots; which names they get is the renderer's business, so one Problem
 can be skinned by any context and its hashes ignore slots entirely. Randomness comes from a
@@ -36,14 +37,13 @@ from core.config import ConfigError
 # `aggregate` the unstated total of a group (the sum of every quantity stated in it).
 KINDS = ("const", "copy", "c_op_X", "sum2", "diff2", "sumk", "c_op_sum2", "c_op_diff2", "c_op_sumk", "aggregate")
 OPS = ("+", "-", "*")  # operators a constant can be applied with (Node.op)
-SUMMING_KINDS = ("sum2", "sumk", "c_op_sum2", "c_op_sumk", "aggregate")
 DIFFERENCE_KINDS = ("diff2", "c_op_diff2")
 MAX_SUM_TERMS = 4  # sumk / c_op_sumk fold at most this many quantities, as GSM-Infinite's almost always do
 
-# Relative odds of each form among the feasible moves. Tuned (benchmarks/bench_generator.py) so that the
-# per-op means of arithmetic operations, quantities, statements and characters sit within 15 % of the
-# GSM-Infinite reference; the shares mirror its node kinds at op 10-20 (few stated numbers, many copies and
-# group totals, sums of three).
+# Relative odds of each form among the feasible moves, with the constants below tuned by hand
+# (benchmarks/bench_generator.py) until the per-op means of arithmetic operations, quantities, statements,
+# distractors and characters all sit within 15 % of the GSM-Infinite reference (results/
+# generator_vs_gsm_infinite.md). Stated numbers and copies also arise as forced moves, so their odds are low.
 _FORM_WEIGHTS = {
     "const": 0.4, "copy": 0.3, "c_op_X": 1.8, "sum2": 0.3, "diff2": 0.2, "sumk3": 1.2, "sumk4": 0.4,
     "c_op_sum2": 0.9, "c_op_diff2": 0.5, "c_op_sumk3": 1.0, "aggregate": 3.0,
@@ -52,7 +52,7 @@ _FORM_WEIGHTS = {
 _DISTRACTOR_WEIGHTS = {"const": 1.0, "copy": 0.6, "c_op_X": 0.8, "sum2": 0.3, "diff2": 0.1, "sumk3": 0.1}
 # GSM-Infinite's op 2-3 problems hold no arithmetic at all (every quantity has one parent).
 _ARITHMETIC_FROM_OP = 4
-# GSM-Infinite asks for a group total in ~85 % of problems. A new quantity joins the target group with these odds when both placements are feasible.
+# GSM-Infinite asks for a group total in ~85 % of problems.
 _QUERY_TOTAL_ODDS = 0.85
 # A new quantity joins the target group with these odds when both placements are feasible: small problems
 # are mostly the target's items (op 5: a number and 3 times it, then their total), large ones reach it
@@ -61,6 +61,7 @@ _IN_TARGET_ODDS = {"small": 0.75, "large": 0.45}
 _LARGE_FROM_OP = 9
 # A total over one item is a copy in disguise; GSM-Infinite's small problems rarely hold one besides the query.
 _SINGLE_TOTAL_ODDS = 0.8
+_MAX_RESTARTS = 1000
 # How often a new quantity lands in the same group as one of its parents; clustering gives groups several
 # members, which is what makes totals over more than one item common.
 _SAME_GROUP_ODDS = 0.75
@@ -274,13 +275,15 @@ def generate(op: int, rng: random.Random, cfg: GraphConfig, n_groups: int, n_ite
             f"{n_groups} groups x {n_items} items = {n_groups * n_items} slots cannot hold op={op} with "
             f"distractors={cfg.distractors}: up to {needed} quantities may be needed"
         )
-    while True:
+    for _ in range(_MAX_RESTARTS):
         builder = _Builder(rng, cfg, n_groups, n_items)
         query = builder.grow_necessary(op, reserve)
         if query is not None:
             break
-        # Unbounded mode only: every move left would push a value past value_cap. Rare (see the benchmark);
-        # starting over keeps op exact and every value in range.
+        # Every move left failed: a value past value_cap (unbounded mode), or parents drawn into a dead end.
+        # About 1 % of problems over ops 1-40; starting over keeps op exact and every value in range.
+    else:
+        raise RuntimeError(f"op={op}: no problem within {_MAX_RESTARTS} draws under {cfg}")
     n_necessary = len(builder.kinds)
     builder.add_distractors(min(distractor_count(op, n_necessary, cfg, rng), reserve))
     return Problem(builder.nodes(n_necessary), query, op, cfg.modulus)

@@ -206,3 +206,12 @@ def test_unknown_style_and_too_small_context_are_errors():
     big = generate(30, random.Random(0), GraphConfig(), 40, 40)
     with pytest.raises(ValueError, match=r"context 'zoo' has only 12 x 22"):
         render(big, ctx, "natural", random.Random(0))
+
+
+def test_render_does_not_import_contexts():
+    # contexts.py checks phrasing overrides against render.py, so the dependency runs one way only (issue 13).
+    import subprocess
+    import sys
+
+    code = "import sys, datagen.render; assert 'datagen.contexts' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
