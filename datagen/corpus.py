@@ -268,11 +268,11 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
             log.warning("%s split, op %s: %d rows left out: no reasoning graph of this op falls in the split's hash "
                         "bucket (few exist at small ops; none may be shared with another split)", split, op, n)
     for split, ops in distinct.items():
-        for op, n in ops.items():
-            requested = sum(c.get(op, 0) for c in counts.get(split, {}).values())
-            if n < requested:
-                log.warning("%s split, op %s: %d rows share %d distinct reasoning graphs (few exist at this op; "
-                            "rows repeat graphs, never across splits)", split, op, requested, n)
+        rows_per_op = {op: sum(c.get(op, 0) for c in counts.get(split, {}).values()) for op in ops}
+        repeats = [f"op {op}: {rows_per_op[op]} rows / {n} graphs" for op, n in ops.items() if n < rows_per_op[op]]
+        if repeats:
+            log.warning("%s split repeats reasoning graphs (%s); few exist at small ops, and none is shared with "
+                        "another split", split, ", ".join(repeats))
     return {
         "format": FORMAT,
         "generator_version": GENERATOR_VERSION,

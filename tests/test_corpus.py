@@ -148,7 +148,7 @@ def test_cells_without_reasoning_graphs_are_left_out_with_a_warning(tmp_path, ca
     assert m["left_out"] == {"val": {"2": 10}} and m["rows"] == {"train": 60, "val": 20}
     assert "2" not in m["distinct_graphs_per_op"]["val"] and m["distinct_graphs_per_op"]["train"]["2"] <= 8
     assert "val split, op 2: 10 rows left out" in caplog.text
-    assert "train split, op 2: 20 rows share" in caplog.text
+    assert "train split repeats reasoning graphs (op 2: 20 rows / " in caplog.text
 
 
 def test_parallel_build_is_byte_identical(tmp_path, corpus):
