@@ -347,8 +347,9 @@ class _Builder:
 
         Most questions ask for a group total, as GSM-Infinite's do. Then a target group is drawn up front and
         every quantity placed in it costs one edge more (its term in the total); the walk ends when no edges
-        are left and every unused quantity lies in the target, whose total becomes the query. None when, in
-        unbounded mode, no move keeps every value within value_cap (the caller starts over).
+        are left and every unused quantity lies in the target, whose total becomes the query. None when every
+        move left fails (a value past value_cap, or random extra parents leading into a dead end); the caller
+        starts over.
         """
         self.max_edges = op if op >= _ARITHMETIC_FROM_OP else 1
         n_groups, n_items = len(self.members), len(self.free_items[0])
