@@ -165,15 +165,18 @@ def _write_shard(spec: CorpusSpec, tokenizer_dir: str, job: ShardJob) -> dict:
     job.path.write_bytes(data)
     counts: dict[str, dict[str, int]] = {}
     reasoning: dict[str, set[str]] = {}
+    arith: dict[str, int] = {}
     for r in rows:
         counts.setdefault(r["context"], {}).setdefault(str(r["op"]), 0)
         counts[r["context"]][str(r["op"])] += 1
         reasoning.setdefault(str(r["op"]), set()).add(r["reasoning_hash"])
+        arith[str(r["op"])] = arith.get(str(r["op"]), 0) + r["arith_ops"]
     return {
         "file": job.path.name, "split": job.split, "rows": len(rows), "tokens": int(sum(lengths)),
         "sha256": hashlib.sha256(data).hexdigest(), "counts": counts,
         "reasoning_hashes": {op: sorted(h) for op, h in reasoning.items()},
         "left_out": left_out,
+        "arith_ops": arith,
     }
 
 
@@ -240,7 +243,11 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
     hashes: dict[str, set[str]] = {}
     graphs_per_op: dict[str, dict[str, set[str]]] = {}
     left_out: dict[str, dict[str, int]] = {}
+    arith: dict[str, dict[str, int]] = {}
     for shard in shards:
+        for op, n in shard.pop("arith_ops").items():
+            cell = arith.setdefault(shard["split"], {})
+            cell[op] = cell.get(op, 0) + n
         for op, n in shard.pop("left_out").items():
             cell = left_out.setdefault(shard["split"], {})
             cell[op] = cell.get(op, 0) + n
@@ -284,6 +291,11 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
         "distinct_graphs": {split: len(h) for split, h in hashes.items()},
         "distinct_graphs_per_op": distinct,
         "left_out": left_out,
+        # Mean arithmetic operations per op (op itself counts the paper's edges: quantities + operations).
+        "arith_ops_per_op": {
+            split: {op: round(total / sum(c.get(op, 0) for c in counts[split].values()), 3)
+                    for op, total in sorted(ops.items(), key=lambda kv: int(kv[0]))}
+            for split, ops in arith.items()},
         "split_overlap": overlap,
         "tokenizer": {"dir": "tokenizer", "vocab_size": len(tokenizer), "fingerprint": vocab_fingerprint(tokenizer)},
         "shards": shards,

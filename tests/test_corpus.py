@@ -92,6 +92,10 @@ def test_manifest_counts_and_checksums(corpus):
     assert m["counts"]["train"]["teachers"] == {"2": 30}
     assert sum(m["counts"]["train"]["zoo"].values()) == 270
     assert all(v == 0 for v in m["split_overlap"].values())
+    train = read_split(corpus, "train")
+    assert m["arith_ops_per_op"]["train"] == {
+        str(op): round(mean, 3) for op, mean in train.groupby("op")["arith_ops"].mean().items()}
+    assert m["arith_ops_per_op"]["train"]["2"] == 0  # op 2 is a number and a copy or total of it
     for shard in m["shards"]:
         assert hashlib.sha256((corpus / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
     verify_shards(corpus)
