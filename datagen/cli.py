@@ -22,7 +22,10 @@ def summary(manifest: dict) -> str:
         ops = sorted({int(op) for c in manifest["counts"][split].values() for op in c})
         lines.append(f"  {split:5s} {rows:>9,} rows {tokens:>12,} tokens ({tokens / max(rows, 1):.0f}/row)  "
                      f"op {ops[0]}-{ops[-1]}  contexts {per_ctx}")
-    lines.append(f"  distinct graphs per split {manifest['distinct_graphs']}, overlap {manifest['split_overlap']}")
+    lines.append(f"  distinct reasoning graphs per split {manifest['distinct_graphs']}, "
+                 f"overlap {manifest['split_overlap']}")
+    if manifest.get("left_out"):
+        lines.append(f"  rows left out (no reasoning graph of that op in the split): {manifest['left_out']}")
     lines.append(f"  tokenizer vocab {manifest['tokenizer']['vocab_size']}, "
                  f"wall {manifest['provenance']['wall_s']:.1f}s, commit {manifest['provenance']['commit'][:12]}")
     return "\n".join(lines)

@@ -213,5 +213,6 @@ def sample_tokens(preset: str, lo: int, hi: int, n: int = 64) -> float:
     spec = load(CorpusSpec, preset, "datagen", {"ops": [{"lo": lo, "hi": hi}], "contexts": [{"name": A, "share": 1.0}]})
     tokenizer = build_tokenizer(styles=(spec.rendering,))
     rng = random.Random(f"{spec.seed}/pilot")
-    texts = [make_sample(spec, "rl", -1 - i, A, rng.randint(lo, hi))["text"] for i in range(n)]
+    # The train split: every op has reasoning graphs there (at op 2 the rl split may have none).
+    texts = [make_sample(spec, "train", -1 - i, A, rng.randint(lo, hi))["text"] for i in range(n)]
     return float(np.mean([len(ids) for ids in tokenizer(texts)["input_ids"]]))

@@ -44,9 +44,10 @@ def test_smoke_run_loss_falls(finished):
     loss = metrics["train/loss"].dropna()
     vocab = len(finished.tokenizer)
     assert abs(loss.iloc[0] - math.log(vocab)) < 0.3  # starts near uniform over the vocabulary
-    # Pinned loosely: 40 tiny steps reach ~5.5 nats on the smoke corpus. No learning (or a broken schedule) stays
+    # Pinned loosely: 40 tiny steps reach ~4.5 nats on the smoke corpus (~5.5 before op became the paper's op,
+    # which made smoke's op 2-6 problems shorter and more repetitive). No learning (or a broken schedule) stays
     # near 8; a target leaking into the input (e.g. a shifted-labels bug) collapses far below.
-    assert 4.8 < loss.iloc[-1] < 6.2
+    assert 3.8 < loss.iloc[-1] < 6.2
     assert metrics["train/loss_solution"].notna().any() and metrics["train/loss_all"].notna().any()
     assert finished.elapsed < 60
 
