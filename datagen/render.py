@@ -225,7 +225,6 @@ def _statement(node: Node, phrases: list[str], phrasing: dict[str, str]) -> str:
     return phrasing[key].format(**fields)
 
 
-step_expression = _expression  # public: verify.py parses the gold right-hand side from it
 
 
 def _natural(problem: Problem, ctx: Context, labels: list[str], phrases: list[str]
