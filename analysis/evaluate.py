@@ -29,6 +29,7 @@ from transformers.utils import logging as hf_logging
 from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
 from core.config import ConfigError, parse_overrides, to_dict
+from core.lock import LockError, exclusive
 from core.provenance import provenance
 from core.rundir import InputError
 from core.sampler import Rollouts, sample
@@ -109,6 +110,12 @@ def load_model(model_dir: Path, progress: bool = True):
 def evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: EvalConfig, ladder: Ladder,
              name: str | None = None, progress: bool = True) -> dict | None:
     """Evaluate one checkpoint into `out`; its summary, or None when `out` already holds this evaluation."""
+    with exclusive(out):
+        return _evaluate(model_path, data, out, cfg, ladder, name, progress)
+
+
+def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: EvalConfig, ladder: Ladder,
+              name: str | None, progress: bool) -> dict | None:
     started = time.time()
     model_dir, manifest, tokenizer = load_inputs(model_path, data)
     name = name or checkpoint_name(model_dir)
@@ -216,7 +223,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg, ladder = load_eval_config(args.preset, parse_overrides(rest))
         summary = evaluate(args.model, args.data, args.out, cfg, ladder, name=args.name, progress=not args.quiet)
-    except (ConfigError, EvalError) as err:
+    except (ConfigError, EvalError, InputError, LockError) as err:
         print(f"lab eval: error: {err}", file=sys.stderr)
         return 2
     if summary is None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from core.config import ConfigError, load, parse_overrides, to_dict
+from core.lock import LockError, exclusive
 from datagen.contexts import ContextError
 from datagen.corpus import CorpusError, build_corpus, read_manifest
 from datagen.spec import CorpusSpec
@@ -36,15 +37,16 @@ def main(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     try:
         spec = load(CorpusSpec, args.preset, "datagen", parse_overrides(rest))
-        if args.out.exists():
-            existing = read_manifest(args.out)
-            if existing["spec"] != json.loads(json.dumps(to_dict(spec))):
-                raise CorpusError(f"{args.out}: exists with a different spec; choose another --out")
-            print(f"{args.out}: already built with this spec")
-            print(summary(existing))
-            return 0
-        manifest = build_corpus(spec, args.out, progress=not args.quiet)
-    except (ConfigError, ContextError, CorpusError) as err:
+        with exclusive(args.out):
+            if args.out.exists():
+                existing = read_manifest(args.out)
+                if existing["spec"] != json.loads(json.dumps(to_dict(spec))):
+                    raise CorpusError(f"{args.out}: exists with a different spec; choose another --out")
+                print(f"{args.out}: already built with this spec")
+                print(summary(existing))
+                return 0
+            manifest = build_corpus(spec, args.out, progress=not args.quiet)
+    except (ConfigError, ContextError, CorpusError, LockError) as err:
         print(f"lab datagen: error: {err}", file=sys.stderr)
         return 2
     print(summary(manifest))

@@ -13,6 +13,7 @@ from pathlib import Path
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, load, parse_overrides
+from core.lock import LockError
 from core.rundir import InputError
 from datagen.corpus import CorpusError
 from pretrain.config import PretrainConfig
@@ -31,7 +32,7 @@ def command(stage: str, config_cls: type, argv: list[str], doc: str, needs_init:
     try:
         cfg = load(config_cls, args.preset, stage, parse_overrides(rest))
         summary = run(stage, cfg, args.data, args.out, init=getattr(args, "init", None), progress=not args.quiet)
-    except (ConfigError, CorpusError, InputError) as err:
+    except (ConfigError, CorpusError, InputError, LockError) as err:
         print(f"lab {stage}: error: {err}", file=sys.stderr)
         return 2
     except SIGTERMException:

@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
 
 from core.config import to_dict
+from core.lock import exclusive
 from core.provenance import provenance
 from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
@@ -154,11 +155,12 @@ class Recipe:
 def run(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path, init: str | Path | None = None,
         progress: bool = True) -> dict | None:
     """Train (or resume, or skip if finished) one run; the summary, or None when it was already finished."""
-    recipe = Recipe(stage, cfg, data, out, init, progress)
-    recipe.setup()
-    if recipe.finished:
-        return None
-    recipe.train()
-    summary = recipe.save()
-    recipe.cleanup()
-    return summary
+    with exclusive(out):
+        recipe = Recipe(stage, cfg, data, out, init, progress)
+        recipe.setup()
+        if recipe.finished:
+            return None
+        recipe.train()
+        summary = recipe.save()
+        recipe.cleanup()
+        return summary

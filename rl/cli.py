@@ -12,6 +12,7 @@ from pathlib import Path
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, load, parse_overrides
+from core.lock import LockError
 from core.rundir import InputError
 from datagen.corpus import CorpusError
 from rl.config import RLConfig
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load(RLConfig, args.preset, "rl", parse_overrides(rest))
         summary = run(cfg, args.data, args.init, args.out, progress=not args.quiet)
-    except (ConfigError, CorpusError, InputError) as err:
+    except (ConfigError, CorpusError, InputError, LockError) as err:
         print(f"lab rl: error: {err}", file=sys.stderr)
         return 2
     except SIGTERMException:

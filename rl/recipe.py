@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch.utils.data import IterableDataset
 
 from core.config import to_dict
+from core.lock import exclusive
 from core.provenance import provenance
 from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
@@ -128,11 +129,12 @@ class RLRecipe:
 
 def run(cfg: RLConfig, data: str | Path, init: str | Path, out: str | Path, progress: bool = True) -> dict | None:
     """Run (or resume, or skip if finished) one RL run; the summary, or None when it was already finished."""
-    recipe = RLRecipe(cfg, data, init, out, progress)
-    recipe.setup()
-    if recipe.finished:
-        return None
-    recipe.train()
-    summary = recipe.save()
-    recipe.cleanup()
-    return summary
+    with exclusive(out):
+        recipe = RLRecipe(cfg, data, init, out, progress)
+        recipe.setup()
+        if recipe.finished:
+            return None
+        recipe.train()
+        summary = recipe.save()
+        recipe.cleanup()
+        return summary
