@@ -31,7 +31,7 @@ from analysis.evaldir import EvalError, read_summary, write_eval
 from core.config import ConfigError, parse_overrides, to_dict
 from core.lock import LockError, exclusive
 from core.provenance import provenance
-from core.rundir import InputError
+from core.rundir import InputError, check_stage
 from core.sampler import Rollouts, sample
 from datagen.corpus import CorpusError, corpus_tokenizer, load_gold, read_manifest, read_split
 from datagen.verify import verify
@@ -125,6 +125,10 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
                                      "ladder": ladder.splits()}))
     out = Path(out)
     if out.exists():
+        try:
+            check_stage(out, "eval")
+        except InputError as err:
+            raise EvalError(str(err)) from None
         if read_summary(out)["request"] != request:
             raise EvalError(f"{out}: holds an evaluation with a different request; choose another --out")
         return None
@@ -145,7 +149,7 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
     sampling_s = time.time() - sampling_started
 
     summary = {
-        "checkpoint": name, "request": request, "seeds": {"sampling": cfg.seed, "bootstrap": cfg.seed},
+        "stage": "eval", "checkpoint": name, "request": request, "seeds": {"sampling": cfg.seed, "bootstrap": cfg.seed},
         "data": {"dir": request["data"], "split": cfg.split, "rendering": style,
                  "tokenizer_fingerprint": manifest["tokenizer"]["fingerprint"]},
         "model": {"dir": request["model"], "params": model.num_parameters(), "dtype": str(model.dtype),

@@ -73,8 +73,38 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def stage_of(out: Path) -> str | None:
+    """The stage whose output directory `out` is, as its first-written record says.
+
+    A training run's config.json and summary.json and an evaluation's summary.json carry `stage`; a corpus is
+    known by its manifest. None for a missing or empty directory (a fresh output), "unknown" for one whose record
+    names no stage (written by something else, or by a version of the lab that did not record it)."""
+    for name in ("config.json", "summary.json"):
+        path = out / name
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                return "unknown"
+            return record.get("stage", "unknown") if isinstance(record, dict) else "unknown"
+    if (out / "manifest.json").is_file():
+        return "datagen"
+    return None
+
+
+def check_stage(out: Path, stage: str) -> None:
+    """Refuse an output path that is a file or a directory another stage wrote (an eval dir as a pretrain --out)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file, not a directory for lab {stage}; choose another --out")
+    found = stage_of(out) if out.exists() else None
+    if found not in (None, stage):
+        raise InputError(f"{out}: holds the output of another stage ({found}), not of lab {stage}; "
+                         "choose another --out")
+
+
 def check_run_dir(out: Path, record: dict) -> None:
-    """Refuse to resume or skip a run directory that was started with other arguments."""
+    """Refuse an output of another stage, or a run directory that was started with other arguments."""
+    check_stage(out, record["stage"])
     path = out / "config.json"
     if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(record)):
         raise InputError(f"{out}: holds a run with a different config, corpus or init; "
