@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers.utils import logging as hf_logging
@@ -22,6 +23,37 @@ from transformers.utils import logging as hf_logging
 
 class InputError(ValueError):
     """An input of a run (corpus, init checkpoint, run directory) is missing or does not fit; nothing was trained."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss, gradient or weight; the run stopped and saved nothing from that step."""
+
+
+class StopOnNonFinite(Callback):
+    """Stop a run at the first non-finite loss, gradient or weight, before a checkpoint or the model can record it.
+
+    An infinite learning rate otherwise trains "successfully" to NaN weights and exits 0. Gradients are checked
+    before each optimizer step, and the loss and weights after each batch; Lightning runs ModelCheckpoint's hooks
+    after every other callback's, so the last checkpoint on disk is always the last finite state. (The precisions
+    offered here have no fp16 loss scaler, whose skipped inf-gradient steps would be legitimate.)"""
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer) -> None:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            self._stop(trainer, "gradient")
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, *_) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
+            self._stop(trainer, "loss")
+        if not torch.isfinite(torch.nn.utils.get_total_norm([p.detach() for p in module.parameters()])):
+            self._stop(trainer, "weights")
+
+    @staticmethod
+    def _stop(trainer: L.Trainer, what: str) -> None:
+        raise NonFiniteError(f"non-finite {what} at optimizer step {trainer.global_step}; stopped without saving "
+                             "a model (lower the learning rate, or check the data); the last checkpoint, if any, "
+                             "holds the last finite state")
 
 
 class Stopwatch(Callback):

@@ -1,7 +1,8 @@
 """`lab pretrain --preset NAME --data CORPUS --out RUN_DIR [--field value ...]`: train a model from scratch.
 
 `command` is shared with `lab midtrain`, which differs only in its config section and a required `--init`.
-Exit codes: 0 done (or already finished), 2 bad input (nothing trained), 143 stopped by SIGTERM (rerun resumes).
+Exit codes: 0 done (or already finished), 1 diverged (non-finite loss, gradient or weights; no model written),
+2 bad input (nothing trained), 143 stopped by SIGTERM (rerun resumes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, load, parse_overrides
 from core.lock import LockError
-from core.rundir import InputError
+from core.rundir import InputError, NonFiniteError
 from datagen.corpus import CorpusError
 from pretrain.config import PretrainConfig
 from pretrain.recipe import run
@@ -35,6 +36,9 @@ def command(stage: str, config_cls: type, argv: list[str], doc: str, needs_init:
     except (ConfigError, CorpusError, InputError, LockError) as err:
         print(f"lab {stage}: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:
+        print(f"lab {stage}: error: {err}", file=sys.stderr)
+        return 1
     except SIGTERMException:
         print(f"lab {stage}: stopped by SIGTERM after saving {args.out / 'checkpoints' / 'last.ckpt'}; "
               "run the same command to resume", file=sys.stderr)

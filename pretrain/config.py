@@ -88,6 +88,8 @@ class TrainConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ConfigError(f"{where}.seq_len: must be >= 2, got {self.seq_len}")
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"{where}.lr: must be finite, got {self.lr}")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError(f"{where}.min_lr: must lie in (0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup < 1:

@@ -26,7 +26,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Th
 from core.config import to_dict
 from core.lock import exclusive
 from core.provenance import provenance
-from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from core.rundir import (
+    CheckpointOnSigterm,
+    InputError,
+    StopOnNonFinite,
+    Stopwatch,
+    check_run_dir,
+    save_hf_model,
+    write_json,
+)
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
@@ -92,6 +100,7 @@ class Recipe:
             ModelCheckpoint(dirpath=self.ckpt.parent, every_n_train_steps=cfg.checkpoint_every, save_top_k=0,
                             save_last=True, enable_version_counter=False),
             CheckpointOnSigterm(self.ckpt),
+            StopOnNonFinite(),
             LearningRateMonitor(logging_interval="step"),
             ThroughputMonitor(batch_size_fn=lambda b: b["input_ids"].shape[0],
                               length_fn=lambda b: b["input_ids"].numel(),

@@ -1,6 +1,7 @@
 """`lab rl --preset NAME --data CORPUS --init RUN_DIR --out RL_DIR [--field value ...]`: GRPO-family RL.
 
-Exit codes as for `lab pretrain`: 0 done (or already finished), 2 bad input, 143 stopped by SIGTERM (rerun resumes).
+Exit codes as for `lab pretrain`: 0 done (or already finished), 1 diverged (non-finite loss, gradient or weights),
+2 bad input, 143 stopped by SIGTERM (rerun resumes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, load, parse_overrides
 from core.lock import LockError
-from core.rundir import InputError
+from core.rundir import InputError, NonFiniteError
 from datagen.corpus import CorpusError
 from rl.config import RLConfig
 from rl.recipe import run
@@ -33,6 +34,9 @@ def main(argv: list[str]) -> int:
     except (ConfigError, CorpusError, InputError, LockError) as err:
         print(f"lab rl: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:
+        print(f"lab rl: error: {err}", file=sys.stderr)
+        return 1
     except SIGTERMException:
         print("lab rl: stopped by SIGTERM; run the same command to resume", file=sys.stderr)
         return 143

@@ -25,7 +25,15 @@ from torch.utils.data import IterableDataset
 from core.config import to_dict
 from core.lock import exclusive
 from core.provenance import provenance
-from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from core.rundir import (
+    CheckpointOnSigterm,
+    InputError,
+    StopOnNonFinite,
+    Stopwatch,
+    check_run_dir,
+    save_hf_model,
+    write_json,
+)
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.metrics import JsonlLogger
 from pretrain.model import load_init, model_dir_of
@@ -83,7 +91,7 @@ class RLRecipe:
         self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
         self.stopwatch = Stopwatch()
         callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),
-                     self.stopwatch]
+                     StopOnNonFinite(), self.stopwatch]
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=1))
         cuda = torch.cuda.is_available()

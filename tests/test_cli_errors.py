@@ -46,3 +46,33 @@ def test_a_directory_of_another_stage_is_refused(stage, given, found, artifacts,
     assert code == 2
     assert f"{a[given]}: holds the output of another stage ({found}), not of lab {stage}" in err
     assert sorted(p.name for p in a[given].iterdir()) == before
+
+
+def test_infinite_lr_is_refused_by_name(artifacts, tmp_path, capsys):
+    code, err = lab(capsys, "pretrain", "--data", artifacts["data"], "--out", tmp_path / "run", *TINY, "--lr", "inf")
+    assert code == 2 and "pretrain.lr: must be finite" in err and not (tmp_path / "run").exists()
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(artifacts, tmp_path, capsys):
+    """A huge learning rate overflows the weights within a few steps: the run fails with exit 1, writes neither
+    model/ nor summary.json, and the checkpoint it leaves holds only finite values (every step checkpoints)."""
+    import torch
+
+    out = tmp_path / "run"
+    code, err = lab(capsys, "pretrain", "--data", artifacts["data"], "--out", out, *TINY, "--tokens", "8192",
+                    "--lr", "1e30", "--min_lr", "1e29", "--warmup", "0.25", "--checkpoint_every", "1", "--quiet")
+    assert code == 1, err
+    assert "lab pretrain: error: non-finite" in err and "Traceback" not in err
+    assert not (out / "model").exists() and not (out / "summary.json").exists()
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] >= 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
+def test_rl_divergence_stops_the_run(artifacts, tmp_path, capsys):
+    out = tmp_path / "rl"
+    code, err = lab(capsys, "rl", "--data", artifacts["data"], "--init", artifacts["run"], "--out", out,
+                    "--steps", "2", "--max_new_tokens", "8", "--lr", "inf", "--quiet")
+    assert code == 1, err
+    assert "lab rl: error: non-finite" in err and "Traceback" not in err
+    assert not (out / "model").exists() and not (out / "summary.json").exists()
