@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
@@ -102,7 +103,7 @@ def load_model(model_dir: Path, progress: bool = True):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # truncated or corrupt weights
         raise EvalError(f"{model_dir}: cannot load checkpoint weights ({err})") from None
     return model.to(device).eval()
 

@@ -64,6 +64,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, type=Path, help="figure directory (created)")
     parser.add_argument("--runs", nargs="*", default=[], type=Path, help="run directories for training curves")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"lab plot: error: {args.out}: is a file, not a figure directory; choose another --out", file=sys.stderr)
+        return 2
     try:
         written = write_figures(read_evals(args.evals), args.out, args.runs)
     except ValueError as err:  # EvalError, or a table a figure cannot draw

@@ -111,6 +111,9 @@ def _set_dotted(data: dict, dotted: str, value: Any, section: str) -> None:
             else:
                 node = node[index]
         else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{section}.{'.'.join(parts[:i])}: is a plain value ({node!r}), it has no field "
+                                  f"{part!r}")
             if last:
                 node[part] = value
             else:

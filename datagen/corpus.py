@@ -242,8 +242,11 @@ def read_manifest(corpus: str | Path) -> dict:
     path = Path(corpus) / "manifest.json"
     if not path.exists():
         raise CorpusError(f"{path}: missing (not a corpus directory?)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise CorpusError(f"{path}: not valid JSON ({err}); rebuild the corpus") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorpusError(f"{path}: unknown format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
 
@@ -269,6 +272,14 @@ def verify_shards(corpus: str | Path) -> None:
             raise CorpusError(f"{path}: shard listed in manifest is missing")
         if hashlib.sha256(path.read_bytes()).hexdigest() != shard["sha256"]:
             raise CorpusError(f"{path}: checksum mismatch (corrupt or modified shard)")
+        # A checksum only proves the bytes are the ones recorded; a shard damaged before it was recorded (or a
+        # manifest edited to match) must still fail here rather than as a traceback mid-training.
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise CorpusError(f"{path}: not a readable parquet shard ({err})") from None
+        if rows != shard["rows"]:
+            raise CorpusError(f"{path}: holds {rows} rows, the manifest lists {shard['rows']}")
 
 
 def read_split(corpus: str | Path, split: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 traceback, and leaves no output behind. The artifacts are real: a smoke corpus, a finished tiny pre-training run
 and an evaluation of it, built once for the module."""
 
+import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -76,3 +78,57 @@ def test_rl_divergence_stops_the_run(artifacts, tmp_path, capsys):
     assert code == 1, err
     assert "lab rl: error: non-finite" in err and "Traceback" not in err
     assert not (out / "model").exists() and not (out / "summary.json").exists()
+
+
+@pytest.fixture(scope="module")
+def damaged(artifacts, tmp_path_factory):
+    """Real artifacts broken the ways a disk, a kill or a hand edit breaks them."""
+    root = tmp_path_factory.mktemp("damaged")
+    (root / "file").write_text("not a directory\n")
+    run = shutil.copytree(artifacts["run"], root / "truncated-model")
+    weights = run / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    bad_json = shutil.copytree(artifacts["data"], root / "bad-manifest")
+    (bad_json / "manifest.json").write_text((bad_json / "manifest.json").read_text()[:-40])
+    truncated = shutil.copytree(artifacts["data"], root / "truncated-shard")
+    manifest = json.loads((truncated / "manifest.json").read_text())
+    shard = truncated / manifest["shards"][0]["file"]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    manifest["shards"][0]["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()  # the checksum agrees
+    (truncated / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+# (command line with {data} {run} {eval} {file} {root} {new} placeholders, words the error must contain)
+CASES = {
+    "pretrain-out-is-a-file": ("pretrain --data {data} --out {file}", "{file}: is a file"),
+    "midtrain-out-is-a-file": ("midtrain --data {data} --init {run} --out {file}", "{file}: is a file"),
+    "rl-out-is-a-file": ("rl --data {data} --init {run} --out {file}", "{file}: is a file"),
+    "eval-out-is-a-file": ("eval --data {data} --model {run} --out {file}", "{file}: is a file"),
+    "plot-out-is-a-file": ("plot --eval {eval} --out {file}", "{file}: is a file"),
+    "datagen-out-inside-a-file": ("datagen --out {file}/corpus", "{file}/corpus: cannot be created, a parent path"),
+    "midtrain-truncated-model": ("midtrain --data {data} --init {root}/truncated-model --out {new}",
+                                 "truncated-model/model: cannot load checkpoint weights"),
+    "rl-truncated-model": ("rl --data {data} --init {root}/truncated-model --out {new}",
+                           "truncated-model/model: cannot load checkpoint weights"),
+    "eval-truncated-model": ("eval --data {data} --model {root}/truncated-model --out {new}",
+                             "truncated-model/model: cannot load checkpoint weights"),
+    "manifest-not-json": ("pretrain --data {root}/bad-manifest --out {new}", "bad-manifest/manifest.json: not valid JSON"),
+    "truncated-shard-matching-checksum": ("pretrain --data {root}/truncated-shard --out {new}",
+                                          "not a readable parquet shard"),
+    "sub-field-of-a-plain-value": ("datagen --out {new} --seed.x 1", "datagen.seed: is a plain value (0), it has no field 'x'"),
+    "plan-budget-nan": ("plan-budget --total-tokens nan", "--total-tokens: must be a finite number > 0, got nan"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_exits_2_with_a_clear_message(case, artifacts, damaged, tmp_path, capsys):
+    command, expected = CASES[case]
+    places = {"data": artifacts["data"], "run": artifacts["run"], "eval": artifacts["eval"],
+              "file": damaged / "file", "root": damaged, "new": tmp_path / "new"}
+    quiet = ["--quiet"] if command.split()[0] in ("datagen", "pretrain", "midtrain", "rl", "eval") else []
+    code, err = lab(capsys, *command.format(**places).split(), *quiet)
+    assert code == 2, err
+    assert expected.format(**places) in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+    assert (damaged / "file").read_text() == "not a directory\n"
