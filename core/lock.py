@@ -5,8 +5,10 @@ identical runs log every metric twice, two different ones end with one's config 
 is an advisory `flock` on a hidden file beside the output (`.NAME.lock`), because the output may not exist yet or may
 be renamed into place at the end. The kernel drops a `flock` when its holder dies, however it dies, so a lock file
 left by a killed process is simply taken over, with no guessing from pids or hosts; the holder's pid, host, start
-time and command are written into the file only so that a refused process can say who holds it. Apart from
-`core.rundir` so that `lab datagen` locks its corpus without importing torch.
+time and command are written into the file only so that a refused process can say who holds it. An output written
+through a temporary sibling (`.NAME.tmp-PID`: a corpus, an evaluation) leaves that sibling behind when its writer is
+killed; the next holder of the lock removes it, since no live process can own it then. Apart from `core.rundir` so
+that `lab datagen` locks its corpus without importing torch.
 
     with exclusive(out):      # raises LockError naming the holder, or the parent path that is a file
         ...check, resume or skip, write...
@@ -15,8 +17,10 @@ time and command are written into the file only so that a refused process can sa
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -51,6 +55,8 @@ def exclusive(out: str | Path) -> Iterator[Path]:
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv)}
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    for leftover in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         yield path
     finally:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import ConfigError, load, parse_overrides, to_dict
+from core.config import ConfigError, load, parse_overrides
 from core.lock import LockError, exclusive
 from datagen.contexts import ContextError
 from datagen.corpus import CorpusError, build_corpus, read_manifest
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         with exclusive(args.out):
             if args.out.exists():
                 existing = read_manifest(args.out)
-                if existing["spec"] != json.loads(json.dumps(to_dict(spec))):
+                if existing["spec"] != json.loads(json.dumps(spec.identity())):
                     raise CorpusError(f"{args.out}: exists with a different spec; choose another --out")
                 print(f"{args.out}: already built with this spec")
                 print(summary(existing))

@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from core.config import to_dict
 from core.provenance import provenance
 from datagen.contexts import load_context
 from datagen.graph import Problem, generate
@@ -225,7 +224,7 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
     return {
         "format": FORMAT,
         "generator_version": GENERATOR_VERSION,
-        "spec": to_dict(spec),
+        "spec": spec.identity(),
         "split_buckets": SPLIT_BUCKETS,
         "rows": rows,
         "tokens": tokens,
@@ -234,7 +233,7 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
         "split_overlap": overlap,
         "tokenizer": {"dir": "tokenizer", "vocab_size": len(tokenizer), "fingerprint": vocab_fingerprint(tokenizer)},
         "shards": shards,
-        "provenance": provenance(wall_s=time.time() - started),
+        "provenance": provenance(wall_s=time.time() - started, workers=spec.workers),
     }
 
 
