@@ -94,6 +94,10 @@ class CheckpointOnSigterm(Callback):
             trainer.save_checkpoint(self.path)
             # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
             # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.
+            # Lightning 2.6 has no public way to do this (logging the metrics by hand would skip its step
+            # bookkeeping and log_every_n_steps rule), so these two private calls are pinned instead: setup.cfg
+            # bounds lightning to the tested minor version, and tests/test_pretrain_run.py's
+            # test_killed_and_rerun_equals_uninterrupted (which logs every step) fails if a step goes missing.
             trainer._logger_connector.on_batch_end()
             trainer._logger_connector.update_train_step_metrics()
             raise SIGTERMException()
