@@ -29,7 +29,7 @@ from transformers.utils import logging as hf_logging
 
 from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
-from core.config import ConfigError, parse_overrides, to_dict
+from core.config import ConfigError, config_help, help_formatter, parse_overrides, to_dict
 from core.lock import LockError, exclusive
 from core.provenance import provenance
 from core.rundir import InputError, check_stage
@@ -215,9 +215,8 @@ def _throughput(samples: pd.DataFrame, seconds: float) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lab eval", description=__doc__.split("\n\n")[0],
-                                     epilog="other fields: --samples N --temperature T --problems-per-op P "
-                                            "--split S --greedy BOOL --seed S --max-new-tokens M "
-                                            "--batch-prompts B --ladder.edge.lo OP ...")
+                                     formatter_class=help_formatter,
+                                     epilog=config_help(argv, [("eval", EvalConfig), ("ladder", Ladder)]))
     parser.add_argument("--model", required=True, type=Path, help="HF model directory, or a run directory")
     parser.add_argument("--data", required=True, type=Path, help="corpus directory (lab datagen --out)")
     parser.add_argument("--out", required=True, type=Path, help="eval directory to create")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import ConfigError, load, parse_overrides
+from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
 from core.lock import LockError, exclusive
 from datagen.contexts import ContextError
 from datagen.corpus import CorpusError, build_corpus, read_manifest
@@ -30,7 +30,8 @@ def summary(manifest: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lab datagen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lab datagen", description=__doc__, formatter_class=help_formatter,
+                                     epilog=config_help(argv, [("datagen", CorpusSpec)]))
     parser.add_argument("--preset", default="smoke", help="preset name or YAML path (section 'datagen')")
     parser.add_argument("--out", required=True, type=Path, help="corpus directory to create")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

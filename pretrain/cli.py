@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from core.config import ConfigError, load, parse_overrides
+from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
 from core.lock import LockError
 from core.rundir import InputError, NonFiniteError
 from datagen.corpus import CorpusError
@@ -22,7 +22,8 @@ from pretrain.recipe import run
 
 
 def command(stage: str, config_cls: type, argv: list[str], doc: str, needs_init: bool = False) -> int:
-    parser = argparse.ArgumentParser(prog=f"lab {stage}", description=doc)
+    parser = argparse.ArgumentParser(prog=f"lab {stage}", description=doc, formatter_class=help_formatter,
+                                     epilog=config_help(argv, [(stage, config_cls)]))
     parser.add_argument("--preset", default="smoke", help=f"preset name or YAML path (section '{stage}')")
     parser.add_argument("--data", required=True, type=Path, help="corpus directory (lab datagen --out)")
     parser.add_argument("--out", required=True, type=Path, help="run directory (created, or resumed)")

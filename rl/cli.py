@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from core.config import ConfigError, load, parse_overrides
+from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
 from core.lock import LockError
 from core.rundir import InputError, NonFiniteError
 from datagen.corpus import CorpusError
@@ -21,7 +21,8 @@ from rl.recipe import run
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lab rl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lab rl", description=__doc__, formatter_class=help_formatter,
+                                     epilog=config_help(argv, [("rl", RLConfig)]))
     parser.add_argument("--preset", default="smoke", help="preset name or YAML path (section 'rl')")
     parser.add_argument("--data", required=True, type=Path, help="corpus whose split (default 'rl') is the prompt pool")
     parser.add_argument("--init", required=True, type=Path, help="finished pre-/mid-training run to start from")
