@@ -271,7 +271,9 @@ def field_meanings(cls: type) -> dict[str, str]:
             while n >= 1 and n in comments and lines[n - 1].lstrip().startswith("#"):
                 above.insert(0, comments[n])
                 n -= 1
-            meanings[node.target.id] = " ".join(trailing or above)
+            meaning = " ".join(trailing or above)
+            if meaning or node.target.id not in meanings:  # a subclass that only changes a default keeps the meaning
+                meanings[node.target.id] = meaning
     return meanings
 
 

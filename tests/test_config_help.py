@@ -84,3 +84,14 @@ def test_meanings_come_from_trailing_or_preceding_comments():
     assert field_meanings(Commented) == {"inherited": "from the parent class", "trailing": "on the field's line",
                                          "above": "Above the field, over two lines.",
                                          "multi_line": "on the field's last line", "bare": ""}
+
+
+@dataclass
+class NewDefault(Commented):
+    trailing: int = 5
+    bare: str = "y"  # now documented
+
+
+def test_a_subclass_changing_a_default_keeps_the_meaning():
+    meanings = field_meanings(NewDefault)
+    assert meanings["trailing"] == "on the field's line" and meanings["bare"] == "now documented"
