@@ -34,14 +34,14 @@ class LockError(ValueError):
 
 
 def lock_path(out: str | Path) -> Path:
-    out = Path(out)
+    out = Path(os.path.abspath(out))
     return out.parent / f".{out.name}.lock"
 
 
 @contextmanager
 def exclusive(out: str | Path) -> Iterator[Path]:
     """Hold the lock on output `out` for the body (yields the lock file's path)."""
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "runs/c/", "." and "a/../c" must all name the lock beside the same directory
     path = lock_path(out)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
