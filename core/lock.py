@@ -7,8 +7,9 @@ be renamed into place at the end. The kernel drops a `flock` when its holder die
 left by a killed process is simply taken over, with no guessing from pids or hosts; the holder's pid, host, start
 time and command are written into the file only so that a refused process can say who holds it. An output written
 through a temporary sibling (`.NAME.tmp-PID`: a corpus, an evaluation) leaves that sibling behind when its writer is
-killed; the next holder of the lock removes it, since no live process can own it then. Apart from `core.rundir` so
-that `lab datagen` locks its corpus without importing torch.
+killed; the next holder of the lock removes it, since no live process can own it then. A multi-process (DDP) run
+starts every rank with the same command line, so only global rank 0 takes the lock; the other ranks run under it.
+Apart from `core.rundir` so that `lab datagen` locks its corpus without importing torch.
 
     with exclusive(out):      # raises LockError naming the holder, or the parent path that is a file
         ...check, resume or skip, write...
@@ -43,6 +44,9 @@ def exclusive(out: str | Path) -> Iterator[Path]:
     """Hold the lock on output `out` for the body (yields the lock file's path)."""
     out = Path(os.path.abspath(out))  # "runs/c/", "." and "a/../c" must all name the lock beside the same directory
     path = lock_path(out)
+    if _secondary_rank():
+        yield path
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -62,6 +66,15 @@ def exclusive(out: str | Path) -> Iterator[Path]:
     finally:
         os.unlink(path)  # before letting go, so a waiter that opened this file notices (see _acquire)
         os.close(fd)
+
+
+def _secondary_rank() -> bool:
+    """Whether this process is a rank other than 0 of a distributed run (torchrun / Lightning's launcher / srun)."""
+    for name in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        value = os.environ.get(name, "0")
+        if value.isdigit() and int(value) != 0:
+            return True
+    return False
 
 
 def _acquire(out: Path, path: Path) -> int:

@@ -107,3 +107,16 @@ def test_out_below_a_file_is_refused(tmp_path):
     with pytest.raises(LockError, match="a parent path is a file"):
         with exclusive(tmp_path / "file" / "out"):
             pass
+
+
+def test_other_ranks_of_a_distributed_run_share_rank_zeros_lock(held):
+    out, proc = held
+    enter = "import sys; from core.lock import exclusive\nwith exclusive(sys.argv[1]): print('entered')"
+    for rank in ("LOCAL_RANK", "RANK", "SLURM_PROCID"):
+        result = subprocess.run([sys.executable, "-c", enter, str(out)], cwd=REPO, env={**os.environ, rank: "1"},
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and result.stdout == "entered\n", result.stderr
+    refused = subprocess.run([sys.executable, "-c", enter, str(out)], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "LOCAL_RANK": "0"}, timeout=120)
+    assert refused.returncode == 1 and f"in use by pid {proc.pid}" in refused.stderr
+    assert proc.poll() is None and lock_path(out).exists()  # rank 0's lock untouched
