@@ -2,8 +2,10 @@
 
 A stage writes its config first, checkpoints while it trains, saves the HF model through a temp dir and a rename,
 and writes `summary.json` last, so a directory is either finished, resumable or refused, never half-written. The
-Lightning callbacks here make that hold across SIGTERM and resumes; they live below every stage so none of them
-reaches into another's recipe.
+Lightning callbacks here make that hold across SIGTERM and resumes, and stop a run that goes non-finite before it
+saves anything; they live below every stage so none of them reaches into another's recipe. Every record a stage
+writes names the stage, so a directory of another stage is refused as an output instead of being read as a finished
+run. (The lock that keeps two processes out of one directory is `core.lock`.)
 """
 
 from __future__ import annotations
