@@ -41,14 +41,14 @@ class StopOnNonFinite(Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        if grads and not _all_finite(grads):
             self._stop(trainer, "gradient")
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, *_) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
             self._stop(trainer, "loss")
-        if not torch.isfinite(torch.nn.utils.get_total_norm([p.detach() for p in module.parameters()])):
+        if not _all_finite([p.detach() for p in module.parameters()]):
             self._stop(trainer, "weights")
 
     @staticmethod
@@ -56,6 +56,12 @@ class StopOnNonFinite(Callback):
         raise NonFiniteError(f"non-finite {what} at optimizer step {trainer.global_step}; stopped without saving "
                              "a model (lower the learning rate, or check the data); the last checkpoint, if any, "
                              "holds the last finite state")
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    # The max-abs norm is finite exactly when every entry is (NaN propagates through it), in one fused pass; an
+    # L2 norm would also call huge but finite values infinite once their squares overflow.
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=float("inf"))))
 
 
 class Stopwatch(Callback):

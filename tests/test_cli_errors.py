@@ -74,7 +74,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(artifacts
 def test_rl_divergence_stops_the_run(artifacts, tmp_path, capsys):
     out = tmp_path / "rl"
     code, err = lab(capsys, "rl", "--data", artifacts["data"], "--init", artifacts["run"], "--out", out,
-                    "--steps", "2", "--max_new_tokens", "8", "--lr", "inf", "--quiet")
+                    "--steps", "3", "--max_new_tokens", "8", "--lr", "1e30", "--quiet")
     assert code == 1, err
     assert "lab rl: error: non-finite" in err and "Traceback" not in err
     assert not (out / "model").exists() and not (out / "summary.json").exists()
@@ -132,3 +132,28 @@ def test_bad_input_exits_2_with_a_clear_message(case, artifacts, damaged, tmp_pa
     assert expected.format(**places) in err and "Traceback" not in err
     assert not (tmp_path / "new").exists()
     assert (damaged / "file").read_text() == "not a directory\n"
+
+
+def test_rl_infinite_lr_is_refused_by_name(artifacts, tmp_path, capsys):
+    code, err = lab(capsys, "rl", "--data", artifacts["data"], "--init", artifacts["run"], "--out", tmp_path / "rl",
+                    "--lr", "inf", "--quiet")
+    assert code == 2 and "rl.lr: must be finite and > 0, got inf" in err and not (tmp_path / "rl").exists()
+
+
+def test_the_guard_tells_huge_from_non_finite():
+    import lightning as L
+    import torch
+
+    from core.rundir import NonFiniteError, StopOnNonFinite
+
+    trainer, guard = L.Trainer(logger=False, enable_progress_bar=False), StopOnNonFinite()
+    module = L.LightningModule()
+    module.weight = torch.nn.Parameter(torch.full((4, 4), 3e38))  # finite; its squares overflow float32
+    guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.0)}, None, 0)
+    for bad in (float("inf"), float("nan")):
+        with torch.no_grad():
+            module.weight[1, 2] = bad
+        with pytest.raises(NonFiniteError, match="non-finite weights"):
+            guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.0)}, None, 0)
+    with pytest.raises(NonFiniteError, match="non-finite loss"):
+        guard.on_train_batch_end(trainer, L.LightningModule(), {"loss": torch.tensor(float("nan"))}, None, 0)
