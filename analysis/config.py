@@ -19,8 +19,8 @@ from datagen.spec import SPLITS
 class Span:
     """Ops lo..hi inclusive."""
 
-    lo: int
-    hi: int
+    lo: int  # smallest op of the split
+    hi: int  # largest op of the split (inclusive)
 
     def validate(self, where: str) -> None:
         if self.lo < 1:
@@ -56,20 +56,20 @@ class Ladder:
 class EvalConfig:
     """Defaults are the paper's protocol: 200 problems per op, 128 samples at T = 0.7, 1,024 new tokens."""
 
-    split: str = "test"
+    split: str = "test"  # corpus split the problems come from
     problems_per_op: int = 200  # per context; fewer when the corpus split has fewer
     samples: int = 128  # sampled completions per problem (n of pass@k)
-    temperature: float = 0.7
-    top_p: float = 1.0
+    temperature: float = 0.7  # sampling temperature of the sampled completions (> 0; greedy has its own flag)
+    top_p: float = 1.0  # nucleus sampling mass (1: off)
     greedy: bool = True  # also one greedy completion per problem
     max_new_tokens: int = 1024  # capped by the room left in the model's context window
     batch_prompts: int = 4  # prompts per sampled call; a call decodes batch_prompts × samples rows
     # Prompts per greedy call (one row each). Larger than batch_prompts, or the greedy pass would take as many
     # decode steps as the sampled one; bounded because the prefill's memory grows with prompts × length².
     greedy_batch_prompts: int = 64
-    seed: int = 0
+    seed: int = 0  # seeds sampling and the bootstrap, never the choice of problems
     n_boot: int = 2000  # bootstrap resamples of problems for every CI
-    level: float = 0.95
+    level: float = 0.95  # confidence level of every interval
 
     def validate(self, where: str) -> None:
         if self.split not in SPLITS:

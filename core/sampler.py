@@ -9,7 +9,9 @@ memory traffic and per-call overhead rather than arithmetic, so this, a prealloc
 uniform draw per row are where the speed comes from (see benchmarks/bench_sampler.py).
 
 Needs a transformers causal LM with `.model` and `.lm_head` whose attention dispatches through `AttentionInterface`
-(the Qwen2/Llama family) and no sliding window. Rows of the result are prompt-major (row i belongs to prompt i // k),
+(the Qwen2/Llama family) and no sliding window. The cache is passed as `cache=` (transformers 5.x renamed it from
+`past_key_values`, which goes in 5.40); the custom cache layer and attention hook rest on transformers internals, so
+setup.cfg bounds transformers to the versions tests/test_sampler.py (the sampler against `generate`) has passed on. Rows of the result are prompt-major (row i belongs to prompt i // k),
 the layout `rl.losses.group_advantages` expects.
 """
 
@@ -109,7 +111,7 @@ def _prefill(model, prompts: _Prompts) -> tuple[_SharedPrefix, torch.Tensor]:
         input_ids=prompts.ids,
         attention_mask=prompts.valid.long(),  # transformers builds the mask in the form its attention kernel wants
         position_ids=(prompts.valid.long().cumsum(-1) - 1).clamp(min=0),
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
     ).last_hidden_state[:, -1]
     padding = ~prompts.valid
@@ -155,7 +157,7 @@ def _decode(model, prefix, prompts, logits, k, max_new_tokens, sampling, stop_to
                 input_ids=token[:, None],
                 attention_mask={"full_attention": None},  # the prefix mask travels in shared_prefix
                 position_ids=next_position + (step - 1),
-                past_key_values=suffix_cache,
+                cache=suffix_cache,
                 use_cache=True,
                 shared_prefix=prefix,
             ).last_hidden_state[:, -1]

@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from core.config import to_dict
 from core.provenance import provenance
 from datagen.contexts import load_context
 from datagen.graph import GraphConfig, Problem, generate
@@ -283,7 +282,7 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
     return {
         "format": FORMAT,
         "generator_version": GENERATOR_VERSION,
-        "spec": to_dict(spec),
+        "spec": spec.identity(),
         "split_buckets": SPLIT_BUCKETS,
         "rows": rows,
         "tokens": tokens,
@@ -299,7 +298,7 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
         "split_overlap": overlap,
         "tokenizer": {"dir": "tokenizer", "vocab_size": len(tokenizer), "fingerprint": vocab_fingerprint(tokenizer)},
         "shards": shards,
-        "provenance": provenance(wall_s=time.time() - started),
+        "provenance": provenance(wall_s=time.time() - started, workers=spec.workers),
     }
 
 
@@ -307,8 +306,11 @@ def read_manifest(corpus: str | Path) -> dict:
     path = Path(corpus) / "manifest.json"
     if not path.exists():
         raise CorpusError(f"{path}: missing (not a corpus directory?)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise CorpusError(f"{path}: not valid JSON ({err}); rebuild the corpus") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorpusError(f"{path}: unknown format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest
 
@@ -334,6 +336,14 @@ def verify_shards(corpus: str | Path) -> None:
             raise CorpusError(f"{path}: shard listed in manifest is missing")
         if hashlib.sha256(path.read_bytes()).hexdigest() != shard["sha256"]:
             raise CorpusError(f"{path}: checksum mismatch (corrupt or modified shard)")
+        # A checksum only proves the bytes are the ones recorded; a shard damaged before it was recorded (or a
+        # manifest edited to match) must still fail here rather than as a traceback mid-training.
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise CorpusError(f"{path}: not a readable parquet shard ({err})") from None
+        if rows != shard["rows"]:
+            raise CorpusError(f"{path}: holds {rows} rows, the manifest lists {shard['rows']}")
 
 
 def read_split(corpus: str | Path, split: str, columns: list[str] | None = None) -> pd.DataFrame:

@@ -20,14 +20,14 @@ from datagen.spec import OpRange
 class ModelConfig:
     """A Qwen2-style decoder; the vocabulary comes from the corpus tokenizer, not from here."""
 
-    layers: int = 12
-    hidden: int = 768
-    ffn: int = 3072
-    heads: int = 12
-    kv_heads: int = 2
-    rope_theta: float = 1e6
-    norm_eps: float = 1e-6
-    tie_embeddings: bool = True
+    layers: int = 12  # decoder blocks
+    hidden: int = 768  # residual stream width
+    ffn: int = 3072  # SwiGLU MLP inner width
+    heads: int = 12  # query heads; hidden / heads is the head dim
+    kv_heads: int = 2  # key/value heads (grouped-query attention when < heads)
+    rope_theta: float = 1e6  # RoPE base frequency
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    tie_embeddings: bool = True  # share the input embedding with the output head
     max_len: int = 2048  # RoPE context the model is built for; seq_len may not exceed it
 
     def validate(self, where: str) -> None:
@@ -88,6 +88,8 @@ class TrainConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ConfigError(f"{where}.seq_len: must be >= 2, got {self.seq_len}")
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"{where}.lr: must be finite, got {self.lr}")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError(f"{where}.min_lr: must lie in (0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup < 1:

@@ -42,11 +42,9 @@ def test_reward_rises_on_a_toy_task(base, tmp_path, monkeypatch):
     # must push that up within a few steps if advantages, loss and updates point the right way.
     monkeypatch.setitem(REWARDS, "brevity", lambda v, text, alpha: float("</answer>" in text and len(text.split()) <= 12))
     out = tmp_path / "toy"
-    started = time.time()
     assert main(rl_args(base, out, "--steps", "16", "--prompts_per_step", "8", "--rollouts", "8",
                         "--mini_batch_prompts", "8", "--micro_batch", "64", "--lr", "1e-3",
                         "--max_new_tokens", "32", "--reward", "{name: brevity}", "--kl_coef", "0")) == 0
-    assert time.time() - started < 60
     reward = read_metrics(out)["rl/reward"].dropna()
     assert len(reward) == 16
     assert reward.iloc[-3:].mean() > reward.iloc[:2].mean() + 0.3
