@@ -37,7 +37,7 @@ def rollout_and_recompute(model, temperature, top_p):
     return torch.tensor(rollouts.logprob_sums), (logp * mask).sum(1), entropy, mask
 
 
-@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8), (0.7, 0.9), (1.3, 0.6)])
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.0, 0.8), (0.7, 0.9), (1.3, 0.6), (0.0, 1.0)])
 def test_training_logprobs_equal_the_samplers(model, temperature, top_p):
     sampler, training, entropy, mask = rollout_and_recompute(model, temperature, top_p)
     per_token_gap = (training - sampler).abs() / mask.sum(1)  # float32 sums of ~16 log-probs of a few nats each
