@@ -67,6 +67,9 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         for optimizer, state in zip(self.inner, state_dict["inner"], strict=True):
             optimizer.load_state_dict(state)
+        # torch's load_state_dict gives each optimizer new group dicts: point at them, or a resumed run's schedule
+        # would set the learning rate of groups nobody steps any more.
+        self.param_groups = [g for o in self.inner for g in o.param_groups]
 
 
 def build_optimizer(model: PreTrainedModel, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:

@@ -126,3 +126,39 @@ def test_a_lightning_run_trains_with_muon_and_wsd(tmp_path):
     assert lr.index.tolist() == list(range(cfg.steps))  # the lr each step ran with: Muon's group first, then AdamW's
     assert lr["lr-MuonWithAdamW/pg1"].tolist() == pytest.approx([cfg.muon_lr * f for f in expected])
     assert lr["lr-MuonWithAdamW/pg2"].tolist() == pytest.approx([cfg.lr * f for f in expected])
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_crashed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, optimizer):
+    """Lightning saves and restores the combined optimizer through its state_dict: a run that crashes after a
+    checkpoint and is rerun ends where an uninterrupted one does (Muon's momentum and Adam's moments included)."""
+    from pretrain.module import CausalLM
+
+    cfg = tiny_config(12, optimizer=optimizer, schedule="wsd", checkpoint_every=4)
+
+    def finish(out):
+        recipe = Recipe("pretrain", cfg, corpus(), out, progress=False)
+        recipe.setup()
+        recipe.train()
+        return {name: p.detach().clone() for name, p in recipe.module.model.named_parameters()}
+
+    reference = finish(tmp_path / "reference")
+    original = CausalLM.training_step
+
+    def crash_at_step_6(self, batch, batch_idx):
+        if self.global_step == 6:
+            raise Crash
+        return original(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CausalLM, "training_step", crash_at_step_6)
+        with pytest.raises(Crash):
+            finish(tmp_path / "crashed")
+    assert (tmp_path / "crashed" / "checkpoints" / "last.ckpt").exists()
+    resumed = finish(tmp_path / "crashed")
+    for name, value in reference.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
