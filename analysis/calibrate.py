@@ -12,8 +12,8 @@ DIR/eval), and assigns each op from per-op numbers pooled over contexts (problem
 
 K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops that fit no rule (between the
 splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
-answer-only pass@K beside its chance level; DIR/ladder.yaml (a `ladder:` section, loaded with
-`analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits exist. Otherwise the
+answer-only pass@K beside its chance level, DIR/calibration.png/.pdf draws it; DIR/ladder.yaml (a `ladder:` section,
+loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits exist. Else the
 table says which is missing and the command exits 1: a base without a frontier is a finding, not a ladder.
 """
 
@@ -26,16 +26,19 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from analysis.config import Ladder, Span, load_eval_config
 from analysis.evaldir import EvalError, read_eval
 from analysis.evaluate import evaluate
+from analysis.plots import save
 from analysis.stats import bootstrap_ci
 from analysis.tables import per_problem_pass_at_k
 from core.config import ConfigError, build, parse_overrides
 from datagen.corpus import read_manifest
 
-LADDER_FILE, TABLE_FILE = "ladder.yaml", "calibration.md"
+LADDER_FILE, TABLE_FILE, FIGURE = "ladder.yaml", "calibration.md", "calibration"
 
 
 @dataclass
@@ -129,6 +132,29 @@ def render(table: pd.DataFrame, splits: dict, k: int, rules: Rules, chance: floa
     return "\n".join(lines) + "\n"
 
 
+def plot_calibration(table: pd.DataFrame, splits: dict, k: int, rules: Rules, title: str, out: Path) -> None:
+    """Greedy, pass@1 and pass@k per op with their CIs, the thresholds as lines, the assigned splits shaded."""
+    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for (name, span), shade in zip(splits.items(), (0.06, 0.14, 0.24)):
+        if span:
+            ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="k", alpha=shade, lw=0)
+            ax.text((span[0] + span[1]) / 2, 1.04, name, ha="center", va="bottom")
+    ops = table["op"]
+    ax.plot(ops, table["greedy"], "s--", color="C2", label="greedy verified")
+    for column, colour in (("pass@1", "C0"), (f"pass@{k}", "C1")):
+        error = [table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]]
+        ax.errorbar(ops, table[column], yerr=error, fmt="o-", color=colour, capsize=3,
+                    label=f"verified {column} (95% CI)")
+    for y, style in ((rules.id_greedy, ":"), (rules.edge_pass1_max, "--"), (rules.edge_passk_min, "-."),
+                     (rules.hard_passk_max, ":")):
+        ax.axhline(y, color="grey", lw=0.8, ls=style)
+    ax.set(xlabel="op", ylabel="accuracy", ylim=(-0.02, 1.12), xticks=list(ops), title=title)
+    ax.legend(loc="center right", fontsize=8, frameon=False)
+    save(fig, out)
+
+
 def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str, overrides: dict,
               progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Evaluate into OUT/eval, write OUT/calibration.md and (if complete) OUT/ladder.yaml; (splits, table)."""
@@ -141,7 +167,8 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     # Every op of the guessed range is evaluated: the guess's gaps are closed, its splits only label DIR/eval.
     covering = Ladder(ID=Span(guess.ID.lo, guess.edge.lo - 1), edge=Span(guess.edge.lo, guess.hard.lo - 1),
                       hard=guess.hard)
-    if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - {"eval", LADDER_FILE, TABLE_FILE}):
+    own = {"eval", LADDER_FILE, TABLE_FILE, f"{FIGURE}.png", f"{FIGURE}.pdf"}
+    if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - own):
         raise EvalError(f"{out}: exists and is not a calibration directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     evaluate(model, data, out / "eval", cfg, covering, progress=progress)
@@ -151,6 +178,8 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     splits = assign(table, k, rules)
     chance = chance_pass_at_k(read_manifest(data)["spec"]["graph"].get("modulus"), k)
     (out / TABLE_FILE).write_text(render(table, splits, k, rules, chance, str(model)))
+    plot_calibration(table, splits, k, rules, f"{evaluation.checkpoint}: measured ladder (T={cfg.temperature})",
+                     out / FIGURE)
     ladder_path = out / LADDER_FILE
     if all(splits.values()):
         write_ladder(ladder_path, splits, f"Measured by `lab calibrate --model {model} --data {data}` "

@@ -6,7 +6,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from analysis.calibrate import Rules, assign, chance_pass_at_k, main, per_op_table, write_ladder
+from analysis.calibrate import Rules, assign, chance_pass_at_k, main, per_op_table, plot_calibration, write_ladder
 from analysis.config import Ladder, Span, load_eval_config, load_ladder
 from core.config import ConfigError
 
@@ -47,11 +47,16 @@ def table_of(rows: list[tuple[int, float, float, float]], k: int = 8) -> pd.Data
     return pd.DataFrame([{"op": op, "greedy": g, "pass@1": p1, f"pass@{k}": pk} for op, g, p1, pk in rows])
 
 
-def test_the_rules_assign_consecutive_runs_and_leave_gaps():
+def test_the_rules_assign_consecutive_runs_and_leave_gaps(tmp_path):
     table = table_of([(2, 1.0, 0.95, 1.0), (3, 0.92, 0.9, 1.0), (4, 0.7, 0.6, 0.99),  # 4: neither ID nor edge
                       (5, 0.2, 0.4, 0.8), (6, 0.0, 0.1, 0.3), (7, 0.0, 0.02, 0.2),
                       (8, 0.0, 0.0, 0.1), (9, 0.0, 0.0, 0.05), (10, 0.0, 0.0, 0.0), (11, 0.0, 0.0, 0.2)])
-    assert assign(table, 8, Rules()) == {"ID": (2, 3), "edge": (5, 7), "hard": (9, 10)}
+    splits = assign(table, 8, Rules())
+    assert splits == {"ID": (2, 3), "edge": (5, 7), "hard": (9, 10)}
+    for column in ("pass@1", "pass@8"):  # a figure of it, CIs of +-0.05
+        table[f"{column}_lo"], table[f"{column}_hi"] = table[column] - 0.05, table[column] + 0.05
+    plot_calibration(table, splits, 8, Rules(), "crafted", tmp_path / "fig")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.pdf").exists()
 
 
 def test_the_ladder_is_incomplete_when_the_base_has_no_frontier():
@@ -100,7 +105,7 @@ def test_calibrating_a_base_without_a_frontier(smoke_base, tmp_path, capsys):
             "--quiet", "--problems-per-op", "2", "--samples", "4", "--max-new-tokens", "48"]
     assert main(args) == 1  # a 30-step smoke model solves nothing greedily: no ID, so no ladder
     assert "the base has no ID" in capsys.readouterr().err
-    assert not (tmp_path / "cal" / "ladder.yaml").exists()
+    assert not (tmp_path / "cal" / "ladder.yaml").exists() and (tmp_path / "cal" / "calibration.png").exists()
     table = (tmp_path / "cal" / "calibration.md").read_text()
     corpus_ops = range(2, 7)  # the smoke corpus has op 2-6; the preset's guess reaches 8
     assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "op" not in line
