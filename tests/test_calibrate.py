@@ -124,3 +124,18 @@ def test_bad_inputs_exit_2(smoke_base, tmp_path, capsys):
     assert "not a calibration directory" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "b"), "--greedy", "false"]) == 2
     assert "eval.greedy" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_lab_eval_takes_a_measured_ladder(smoke_base, tmp_path, capsys):
+    from analysis.evaldir import read_summary
+    from analysis.evaluate import main as evaluate
+
+    write_ladder(tmp_path / "ladder.yaml", {"ID": (2, 2), "edge": (3, 4), "hard": (5, 6)}, "hand-made")
+    out = tmp_path / "eval"
+    assert evaluate(["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--out", str(out),
+                     "--quiet", "--ladder-file", str(tmp_path / "ladder.yaml"), "--problems-per-op", "1",
+                     "--samples", "2", "--max-new-tokens", "8"]) == 0
+    assert read_summary(out)["request"]["ladder"] == {"ID": [2, 2], "edge": [3, 4], "hard": [5, 6]}
+    assert evaluate(["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet",
+                     "--out", str(tmp_path / "x"), "--ladder-file", str(tmp_path / "none.yaml")]) == 2
+    assert "no such ladder file" in capsys.readouterr().err
