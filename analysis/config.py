@@ -3,12 +3,14 @@
 The ladder — which ops count as in-distribution, edge and hard — is its own top-level section, not part of
 `eval:`, because every stage that names a split (evaluation, RL data ranges, reports) must mean the same ops by
 "edge", and the ladder shifts with the preset's scale (micro: ID 2–6, edge 7–9, hard 10–14), so it can be
-neither a constant in code nor a copy per stage. Overrides reach it as `--ladder.edge.lo 7`.
+neither a constant in code nor a copy per stage. Overrides reach it as `--ladder.edge.lo 7`; a whole ladder measured on
+a base (`lab calibrate`) comes from a file with the same section (`load_ladder(..., ladder_file=...)`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, load
@@ -87,10 +89,25 @@ class EvalConfig:
             raise ConfigError(f"{where}.level: must lie in (0, 1), got {self.level}")
 
 
-def load_eval_config(preset: str, overrides: dict[str, Any] | None = None) -> tuple[EvalConfig, Ladder]:
-    """The preset's `eval:` and `ladder:` sections with `overrides`; `ladder.`-prefixed keys go to the ladder."""
+def load_ladder(preset: str, overrides: dict[str, Any] | None = None,
+                ladder_file: str | Path | None = None) -> Ladder:
+    """The preset's `ladder:` section, or that of `ladder_file` (e.g. `lab calibrate`'s DIR/ladder.yaml, the ladder a
+    base was measured to have) in its place; `overrides` (keys without the `ladder.` prefix) apply to either."""
+    source = preset
+    if ladder_file is not None:
+        ladder_file = Path(ladder_file)
+        if not ladder_file.is_file():
+            raise ConfigError(f"{ladder_file}: no such ladder file (write one with `lab calibrate`)")
+        source = str(ladder_file)
+    return load(Ladder, source, "ladder", overrides)
+
+
+def load_eval_config(preset: str, overrides: dict[str, Any] | None = None,
+                     ladder_file: str | Path | None = None) -> tuple[EvalConfig, Ladder]:
+    """The preset's `eval:` and `ladder:` sections (the latter from `ladder_file` if given) with `overrides`;
+    `ladder.`-prefixed keys go to the ladder."""
     overrides = overrides or {}
     ladder_overrides = {key.removeprefix("ladder."): value for key, value in overrides.items()
                         if key.startswith("ladder.")}
     eval_overrides = {key: value for key, value in overrides.items() if not key.startswith("ladder.")}
-    return load(EvalConfig, preset, "eval", eval_overrides), load(Ladder, preset, "ladder", ladder_overrides)
+    return load(EvalConfig, preset, "eval", eval_overrides), load_ladder(preset, ladder_overrides, ladder_file)

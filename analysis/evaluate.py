@@ -221,11 +221,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", required=True, type=Path, help="corpus directory (lab datagen --out)")
     parser.add_argument("--out", required=True, type=Path, help="eval directory to create")
     parser.add_argument("--preset", default="smoke", help="preset name or YAML path (sections 'eval', 'ladder')")
+    parser.add_argument("--ladder-file", type=Path, help="a ladder.yaml (lab calibrate) in place of the preset's ladder")
     parser.add_argument("--name", help="checkpoint name in the tables (default: the run directory's name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     try:
-        cfg, ladder = load_eval_config(args.preset, parse_overrides(rest))
+        cfg, ladder = load_eval_config(args.preset, parse_overrides(rest), args.ladder_file)
         summary = evaluate(args.model, args.data, args.out, cfg, ladder, name=args.name, progress=not args.quiet)
     except (ConfigError, EvalError, InputError, LockError) as err:
         print(f"lab eval: error: {err}", file=sys.stderr)

@@ -53,6 +53,14 @@ class TrainConfig:
     warmup: float = 0.05  # fraction of steps
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    # pretrain.optim: "muon" puts the hidden 2-D matrices on torch.optim.Muon (its own lr and momentum); embeddings,
+    # head, norms and biases stay on AdamW at `lr`. "wsd": warmup, constant, then a 1-sqrt cooldown over the last
+    # `decay` fraction of the steps, instead of warmup + cosine; both end at min_lr.
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay: float = 0.2
     grad_clip: float = 1.0
     loss: Literal["all", "solution"] = "all"  # "solution": only tokens after <solution> are targets
     split: str = "train"
@@ -94,6 +102,10 @@ class TrainConfig:
             raise ConfigError(f"{where}.min_lr: must lie in (0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"{where}.warmup: fraction must lie in [0, 1), got {self.warmup}")
+        if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"{where}.muon_lr: must be > 0 and muon_momentum in [0, 1)")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"{where}.decay: fraction must lie in (0, 1], got {self.decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{where}.betas: expected two values in [0, 1), got {self.betas}")
         if self.weight_decay < 0 or self.grad_clip < 0:
