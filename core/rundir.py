@@ -58,7 +58,11 @@ class CheckpointOnSigterm(Callback):
         self.path = path
 
     def on_train_batch_end(self, trainer: L.Trainer, *_) -> None:
-        if trainer.received_sigterm and not trainer.fit_loop._should_accumulate():
+        if trainer.fit_loop._should_accumulate():
+            return
+        # In a DDP run the ranks decide together (any rank signalled: all stop), so they all reach the
+        # collective save at the same step; a lone rank saving would wait for the others forever.
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             trainer.save_checkpoint(self.path)
             # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
             # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.config import ConfigError
+from core.parallel import Placement
 from rl.rewards import REWARDS
 
 
@@ -51,7 +52,7 @@ class EdgeFilterConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(Placement):
     steps: int = 200
     prompts_per_step: int = 1024  # N
     rollouts: int = 6  # K
@@ -82,6 +83,7 @@ class RLConfig:
     keep_checkpoints: bool = False
 
     def validate(self, where: str) -> None:
+        Placement.validate(self, where)
         for key in ("steps", "prompts_per_step", "rollouts", "mini_batch_prompts", "micro_batch", "updates",
                     "max_new_tokens", "checkpoint_every", "log_every"):
             if getattr(self, key) < 1:
