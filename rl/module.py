@@ -82,7 +82,7 @@ class GRPO(L.LightningModule):
         rank, world = self.global_rank, self.trainer.world_size
         mine = prompts[rank::world]
         completions, rollouts = self._rollouts([p.ids for p in mine], cfg.rollouts, cfg.temperature,
-                                               generator_for(cfg.seed, step, 0 if rank == 0 else 100 + rank))
+                                               generator_for(cfg.seed, step, 0 if rank == 0 else 100 + rank, self.device))
         verdicts = [self.pool.score(mine[i // cfg.rollouts], text) for i, text in enumerate(completions)]
         if world > 1:
             completions, rollouts, verdicts = _gather_rollouts(completions, rollouts, verdicts, world, cfg.rollouts)
@@ -176,7 +176,7 @@ class GRPO(L.LightningModule):
         candidates = self.pool.candidates(self.cfg.seed, step, f.candidates)
         ids = [p.ids for p in candidates]
         greedy, greedy_rollouts = self._rollouts(ids, 1, 0.0, None)
-        sampled, sampled_rollouts = self._rollouts(ids, f.k, self.cfg.temperature, generator_for(self.cfg.seed, step, 2))
+        sampled, sampled_rollouts = self._rollouts(ids, f.k, self.cfg.temperature, generator_for(self.cfg.seed, step, 2, self.device))
         greedy_ok = [self.pool.score(p, t).verified for p, t in zip(candidates, greedy)]
         sampled_ok = [[self.pool.score(p, sampled[i * f.k + j]).verified for j in range(f.k)]
                       for i, p in enumerate(candidates)]
