@@ -121,7 +121,7 @@ class Recipe:
     # ---- train: fresh or resumed ---------------------------------------------------------------------------
     def train(self) -> None:
         resume = self.ckpt if self.ckpt.exists() else None
-        if resume is not None:
+        if resume is not None and rank_zero_only.rank == 0:
             print(f"{self.stage}: resuming {self.out} from {resume}")
         self.trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume)
         if self.trainer.global_step != self.cfg.steps:  # never mark a partial run finished

@@ -100,7 +100,7 @@ class RLRecipe:
 
     def train(self) -> None:
         resume = self.ckpt if self.ckpt.exists() else None
-        if resume is not None:
+        if resume is not None and rank_zero_only.rank == 0:
             print(f"rl: resuming {self.out} from {resume}")
         loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
         self.trainer.fit(self.module, train_dataloaders=loader, ckpt_path=resume)

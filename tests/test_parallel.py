@@ -74,21 +74,32 @@ def test_a_ddp_run_writes_each_record_once(pretrained):
     assert not (run / "checkpoints").exists() and not list(run.glob(".*tmp*"))
 
 
-def test_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(pretrained, tmp_path):
-    """SIGKILL of the whole process group (what SLURM and a terminal do) mid-run, then the same command."""
+def test_interrupted_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(pretrained, tmp_path):
+    """SIGKILL of the whole process group (what SLURM and a terminal do), then SIGTERM to rank 0 alone (which
+    passes it on to the rank it started), each followed by the same command."""
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "sweeps.cli", "pretrain", "--preset", "smoke", "--data", str(corpus()),
             "--out", str(out), "--quiet", *PRETRAIN, "--devices", "2"]
-    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 240
-    while not last.exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint within the time limit"
-        time.sleep(0.05)
+
+    def start_and_wait(ready) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no checkpoint within the time limit"
+            time.sleep(0.05)
+        return proc
+
+    proc = start_and_wait(last.exists)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    first = last.stat().st_mtime_ns
+    proc = start_and_wait(lambda: last.stat().st_mtime_ns != first)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    assert 4 < torch.load(last, map_location="cpu", weights_only=False)["global_step"] < STEPS
     assert not (out / "summary.json").exists()
     lab(*argv[3:])
     ref = load_file(pretrained[2] / "model" / "model.safetensors")
