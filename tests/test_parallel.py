@@ -150,3 +150,16 @@ def test_threads_come_from_the_flag_then_the_scheduler_then_the_default(monkeypa
     monkeypatch.delenv("LAB_THREADS")
     if not torch.cuda.is_available():
         assert choose_threads(Placement(devices=2))[0] == 1
+
+
+def test_placement_that_cannot_split_the_global_batch_is_refused_by_name():
+    from core.config import ConfigError, load
+    from pretrain.config import PretrainConfig
+
+    cfg = load(PretrainConfig, "smoke", "pretrain", {"devices": 2, "accumulate": 4})
+    assert cfg.rank_batch() == (8, 2)  # fewer accumulation steps first: a device keeps its micro-batch
+    assert load(PretrainConfig, "smoke", "pretrain", {"devices": 4}).rank_batch() == (2, 1)
+    with pytest.raises(ConfigError, match=r"pretrain\.devices: 3 processes"):
+        load(PretrainConfig, "smoke", "pretrain", {"devices": 3})
+    with pytest.raises(ConfigError, match=r"pretrain\.num_nodes: must be >= 1"):
+        load(PretrainConfig, "smoke", "pretrain", {"num_nodes": 0})
