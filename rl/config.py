@@ -88,6 +88,9 @@ class RLConfig(Placement):
                     "max_new_tokens", "checkpoint_every", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.prompts_per_step < self.world_size:
+            raise ConfigError(f"{where}.devices: {self.world_size} processes for {self.prompts_per_step} prompts "
+                              "per step; each process samples at least one prompt")
         if self.prompts_per_step % self.mini_batch_prompts:
             raise ConfigError(f"{where}.mini_batch_prompts: {self.mini_batch_prompts} does not divide "
                               f"prompts_per_step={self.prompts_per_step}")
