@@ -108,6 +108,15 @@ def test_interrupted_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(pret
         torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_midtraining_runs_on_two_processes_from_a_single_process_run(pretrained, tmp_path):
+    out = tmp_path / "mid"
+    lab("midtrain", "--preset", "smoke", "--data", str(corpus()), "--init", str(pretrained[1]), "--out", str(out),
+        "--quiet", "--batch_size", "4", "--tokens", str(4 * 4 * 256), "--devices", "2")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["placement"]["devices"] == 2
+    assert summary["init"] == str(pretrained[1].resolve())
+
+
 def test_evaluation_on_two_ranks_gives_the_single_process_table(pretrained, tmp_path):
     tables = {}
     for devices in (1, 2):
