@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, load
+from core.parallel import Placement
 from datagen.spec import SPLITS
 
 
@@ -55,7 +56,7 @@ class Ladder:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Placement):
     """Defaults are the paper's protocol: 200 problems per op, 128 samples at T = 0.7, 1,024 new tokens."""
 
     split: str = "test"  # corpus split the problems come from
@@ -74,6 +75,7 @@ class EvalConfig:
     level: float = 0.95  # confidence level of every interval
 
     def validate(self, where: str) -> None:
+        Placement.validate(self, where)
         if self.split not in SPLITS:
             raise ConfigError(f"{where}.split: {self.split!r} is not one of {list(SPLITS)}")
         for name in ("problems_per_op", "samples", "max_new_tokens", "batch_prompts", "greedy_batch_prompts",

@@ -8,8 +8,12 @@ score every completion with the process verifier.
 - Sampled and greedy completions are scored by one function, `score`, which sees nothing but token ids and
   the gold graph; the tests feed it gold and corrupted completions, so the scoring path is checked without a
   stand-in model.
-- One torch generator, seeded once, drives every batch in a fixed order: a rerun with the same seed and
-  batch_prompts reproduces every sample (on a given device and thread count).
+- Each batch of prompts draws from its own generator, seeded by (seed, pass, batch number): a rerun with the
+  same seed and batch_prompts reproduces every sample (on a given device and thread count), however many
+  processes share the work.
+- Data parallel (`--devices N --num_nodes M`, Lightning Fabric): rank r samples and scores every N-th batch,
+  rank 0 gathers the scored samples, puts them back in batch order and writes the one table, so N ranks give
+  the table one process gives.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
+import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
@@ -31,6 +39,7 @@ from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
 from core.config import ConfigError, config_help, help_formatter, parse_overrides, to_dict
 from core.lock import LockError, exclusive
+from core.parallel import set_threads, without_placement
 from core.provenance import provenance
 from core.rundir import InputError, check_stage
 from core.sampler import Rollouts, sample
@@ -95,11 +104,11 @@ def load_inputs(model_path: str | Path, data: str | Path):
     return model_dir, manifest, tokenizer
 
 
-def load_model(model_dir: Path, progress: bool = True):
+def load_model(model_dir: Path, progress: bool = True, device: torch.device | None = None):
     """fp32 on CPU; bf16 on a GPU, where it halves the KV cache that bounds the batch."""
     if not progress:
         hf_logging.disable_progress_bar()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
@@ -122,7 +131,7 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
     name = name or checkpoint_name(model_dir)
     # Through JSON, so it compares equal to the copy a finished evaluation stored in its summary.
     request = json.loads(json.dumps({"checkpoint": name, "model": str(model_dir.resolve()),
-                                     "data": str(Path(data).resolve()), "config": to_dict(cfg),
+                                     "data": str(Path(data).resolve()), "config": without_placement(to_dict(cfg)),
                                      "ladder": ladder.splits()}))
     out = Path(out)
     if out.exists():
@@ -134,9 +143,13 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
             raise EvalError(f"{out}: holds an evaluation with a different request; choose another --out")
         return None
 
+    set_threads(cfg, "eval")
+    fabric = L.Fabric(**cfg.trainer_args())
+    fabric.launch()  # the other ranks re-run this command and join here
+    progress = progress and fabric.is_global_zero
     problems = _problems(data, cfg, ladder)
     prompts = tokenizer([prompt_of(text) for text in problems["text"]], add_special_tokens=False)["input_ids"]
-    model = load_model(model_dir, progress)
+    model = load_model(model_dir, progress, fabric.device)
     room = model.config.max_position_embeddings - max(map(len, prompts))
     if room < 1:
         raise EvalError(f"{model_dir}: the longest prompt ({max(map(len, prompts))} tokens) fills the model's "
@@ -146,7 +159,15 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
 
     sampling_started = time.time()
     samples = generate_and_score(model, tokenizer, problems, prompts, cfg, max_new_tokens, style,
-                                 desc=f"eval {name}", progress=progress).assign(checkpoint=name)
+                                 desc=f"eval {name}", progress=progress,
+                                 rank=fabric.global_rank, world=fabric.world_size)
+    if fabric.world_size > 1:
+        gathered = [None] * fabric.world_size if fabric.is_global_zero else None
+        dist.gather_object(samples, gathered, dst=0)
+        if not fabric.is_global_zero:
+            return None
+        samples = pd.concat(gathered, ignore_index=True).sort_values(["pass", "batch"], kind="stable")
+    samples = samples.drop(columns=["pass", "batch"]).reset_index(drop=True).assign(checkpoint=name)
     sampling_s = time.time() - sampling_started
 
     summary = {
@@ -154,7 +175,7 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
         "data": {"dir": request["data"], "split": cfg.split, "rendering": style,
                  "tokenizer_fingerprint": manifest["tokenizer"]["fingerprint"]},
         "model": {"dir": request["model"], "params": model.num_parameters(), "dtype": str(model.dtype),
-                  "device": str(model.device)},
+                  "device": str(model.device), "processes": fabric.world_size},
         "problems": _cell_counts(problems),
         "max_new_tokens": max_new_tokens,
         # Wall time covers loading, sampling and scoring; the bootstrap in write_eval adds seconds at most.
@@ -165,24 +186,32 @@ def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Ev
 
 
 def generate_and_score(model, tokenizer, problems: pd.DataFrame, prompts: list[list[int]], cfg: EvalConfig,
-                       max_new_tokens: int, style: str, desc: str = "eval", progress: bool = True) -> pd.DataFrame:
-    """`cfg.samples` sampled completions per problem, then (if `cfg.greedy`) one greedy one, all scored."""
-    generator = torch.Generator(model.device).manual_seed(cfg.seed)
+                       max_new_tokens: int, style: str, desc: str = "eval", progress: bool = True,
+                       rank: int = 0, world: int = 1) -> pd.DataFrame:
+    """`cfg.samples` sampled completions per problem, then (if `cfg.greedy`) one greedy one, all scored.
+
+    Rank `rank` of `world` does batches rank, rank + world, ...; the `pass` and `batch` columns give each row's
+    place in the single-process order."""
     passes = [("sampled", cfg.samples, cfg.temperature, cfg.batch_prompts)]
     if cfg.greedy:
         passes.append(("greedy", 1, 0.0, cfg.greedy_batch_prompts))
     stop_token_id = tokenizer.convert_tokens_to_ids(STOP)
     frames = []
-    with tqdm(total=len(problems) * (cfg.samples + cfg.greedy), unit="samples", desc=desc,
+    with tqdm(total=len(problems) * (cfg.samples + cfg.greedy) // world, unit="samples", desc=desc,
               disable=not progress) as bar:
-        for mode, k, temperature, batch in passes:
-            for start in range(0, len(problems), batch):
+        for number, (mode, k, temperature, batch) in enumerate(passes):
+            for index, start in enumerate(range(0, len(problems), batch)):
+                if index % world != rank:
+                    continue
+                seed = int(np.random.SeedSequence([cfg.seed, number, index]).generate_state(1)[0])
+                generator = torch.Generator(model.device).manual_seed(seed)
                 rollouts = sample(model, prompts[start:start + batch], k=k, max_new_tokens=max_new_tokens,
                                   temperature=temperature, top_p=cfg.top_p, stop_token_id=stop_token_id,
                                   pad_token_id=tokenizer.pad_token_id, generator=generator)
-                frames.append(score(problems.iloc[start:start + batch], rollouts, tokenizer, style).assign(mode=mode))
+                frames.append(score(problems.iloc[start:start + batch], rollouts, tokenizer, style)
+                              .assign(mode=mode, **{"pass": number, "batch": index}))
                 bar.update(len(rollouts.tokens))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["pass", "batch"])
 
 
 def _problems(data: str | Path, cfg: EvalConfig, ladder: Ladder) -> pd.DataFrame:
@@ -231,6 +260,8 @@ def main(argv: list[str]) -> int:
     except (ConfigError, EvalError, InputError, LockError) as err:
         print(f"lab eval: error: {err}", file=sys.stderr)
         return 2
+    if rank_zero_only.rank != 0:  # the other ranks of a data-parallel evaluation; rank 0 reports
+        return 0
     if summary is None:
         print(f"{args.out}: already holds this evaluation; nothing to do")
         return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -92,13 +93,32 @@ class CheckpointOnSigterm(Callback):
 
     Lightning records SIGTERM but, in a single process, acts on it only at an epoch end, and a run here is one
     epoch. At a step boundary the weights, optimizer, scheduler and step counter agree, so the checkpoint is exact
-    (unlike ModelCheckpoint(save_on_exception=True), which would also save mid-step on any error)."""
+    (unlike ModelCheckpoint(save_on_exception=True), which would also save mid-step on any error).
+
+    The handler only records the signal (and passes it on to the ranks Lightning's launcher started): Lightning's
+    own handler runs a broadcast inside the signal handler, which in a DDP run deadlocks against the collective
+    the interrupted rank was in. The ranks then decide together at the step boundary (any rank signalled: all
+    stop), so they all reach the collective save at the same step."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.signalled = False
+
+    def on_train_start(self, trainer: L.Trainer, *_) -> None:
+        self.signalled = False
+
+        def record(signum, _frame) -> None:
+            launcher = trainer.strategy.launcher
+            if launcher is not None and not self.signalled:
+                launcher.kill(signum)
+            self.signalled = True
+
+        signal.signal(signal.SIGTERM, record)  # Lightning restores its predecessor when fit ends
 
     def on_train_batch_end(self, trainer: L.Trainer, *_) -> None:
-        if trainer.received_sigterm and not trainer.fit_loop._should_accumulate():
+        if trainer.fit_loop._should_accumulate():
+            return
+        if trainer.strategy.reduce_boolean_decision(self.signalled or trainer.received_sigterm, all=False):
             trainer.save_checkpoint(self.path)
             # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
             # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.

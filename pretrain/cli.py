@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
@@ -46,6 +47,8 @@ def command(stage: str, config_cls: type, argv: list[str], doc: str, needs_init:
         return 143
     if summary is None:
         print(f"{args.out}: already finished (summary.json exists); nothing to do")
+        return 0
+    if rank_zero_only.rank != 0:  # a data-parallel run reports once
         return 0
     loss = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"
     print(f"{stage}: {summary['params']:,} params, {summary['tokens']:,} tokens in {summary['steps']} steps, "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.config import ConfigError
+from core.parallel import Placement
 from datagen.spec import OpRange
 
 
@@ -43,10 +44,12 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Placement):
     tokens: int = 1_000_000  # budget: steps = ceil(tokens / tokens_per_step)
     seq_len: int = 2048
-    batch_size: int = 8  # sequences per micro-batch
+    # One optimizer step sees batch_size x accumulate sequences whatever the number of processes (so the
+    # schedule and the results do not depend on it); with N processes each takes 1/N of them (`rank_batch`).
+    batch_size: int = 8  # sequences per micro-batch (of one process)
     accumulate: int = 1  # micro-batches per optimizer step
     lr: float = 2e-4
     min_lr: float = 3e-5
@@ -90,7 +93,16 @@ class TrainConfig:
     def steps(self) -> int:
         return math.ceil(self.tokens / self.tokens_per_step)
 
+    def rank_batch(self) -> tuple[int, int]:
+        """(micro-batch, accumulation) of one of `world_size` processes for the same global batch: fewer
+        accumulation steps first (a device keeps the micro-batch that fits it), else a smaller micro-batch."""
+        world = self.world_size
+        if self.accumulate % world == 0:
+            return self.batch_size, self.accumulate // world
+        return self.batch_size // world, self.accumulate
+
     def validate(self, where: str) -> None:
+        Placement.validate(self, where)
         for name in ("tokens", "seq_len", "batch_size", "accumulate", "log_every", "checkpoint_every", "block_rows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
@@ -114,6 +126,9 @@ class TrainConfig:
             raise ConfigError(f"{where}: eval_every must be >= 0, eval_problems and eval_max_new_tokens >= 1")
         if self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
+        if self.accumulate % self.world_size and self.batch_size % self.world_size:
+            raise ConfigError(f"{where}.devices: {self.world_size} processes (devices x num_nodes) divide neither "
+                              f"batch_size={self.batch_size} nor accumulate={self.accumulate}")
 
 
 @dataclass

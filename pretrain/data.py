@@ -15,6 +15,9 @@ Shaped by four requirements:
 - *Worker-count independent.* With N DataLoader workers, worker w builds batches w, w+N, ... and the DataLoader
   interleaves them round-robin, so the batch sequence is identical for any N (each worker still walks the
   cheap packing plan, but reads text and tokenizes only its own blocks).
+- *Split by rank.* With W data-parallel processes, the stream is cut into micro-batches and micro-batch b goes
+  to rank b mod W, so sequence k is a function of (step, rank, W), every sequence of a step is trained on by
+  exactly one rank, and a global step covers the same sequences as on one process.
 """
 
 from __future__ import annotations
@@ -62,21 +65,24 @@ def split_shards(corpus: Path, split: str) -> list[Path]:
 class PackedStream(IterableDataset):
     """Sequences `start`..`stop`-1 of the packed stream of one split (epochs repeat as needed).
 
-    `len()` is `stop`, the whole run, not `stop - start`: Lightning counts a resumed epoch from where the
+    `len()` is this rank's share of `stop`, the whole run, not of `stop - start`: Lightning counts a resumed epoch from where the
     checkpoint left it, so the epoch it sees must keep its full length."""
 
     def __init__(self, corpus: str | Path, tokenizer: PreTrainedTokenizerFast, *, split: str, seq_len: int,
-                 batch_size: int, seed: int, start: int, stop: int, block_rows: int = 4096):
+                 batch_size: int, seed: int, start: int, stop: int, block_rows: int = 4096,
+                 rank: int = 0, world: int = 1):
+        if start % (batch_size * world):
+            raise ValueError(f"start {start} must be a multiple of batch_size x world = {batch_size * world}")
         self.corpus = Path(corpus)
         self.shards = split_shards(self.corpus, split)
         self.tokenizer = tokenizer
         self.seq_len, self.batch_size, self.seed, self.block_rows = seq_len, batch_size, seed, block_rows
-        self.start, self.stop = start, stop
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
         self.pad, self.eos = tokenizer.pad_token_id, tokenizer.eos_token_id
         self.solution = tokenizer.convert_tokens_to_ids(SOLUTION_TOKEN)
 
     def __len__(self) -> int:
-        return self.stop
+        return self.stop // self.world  # this rank's share
 
     def _plans(self, epoch: int, shard: int) -> list[tuple[np.ndarray, list[int]]]:
         """(row permutation, packing) of every block of a shard, from its `n_tokens` column alone."""
@@ -91,10 +97,12 @@ class PackedStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        first_batch = self.start // self.batch_size
+        first_batch = self.start // (self.batch_size * self.world)  # in this rank's batches
 
         def mine(k: int) -> bool:
-            return self.start <= k < self.stop and (k // self.batch_size - first_batch) % workers == worker
+            batch = k // self.batch_size  # in the whole stream's
+            return (self.start <= k < self.stop and batch % self.world == self.rank
+                    and (batch // self.world - first_batch) % workers == worker)
 
         k = 0  # stream index of the current block's first sequence
         for epoch in itertools.count():
@@ -161,14 +169,17 @@ class PackedData(L.LightningDataModule):
         super().__init__()
         self.corpus, self.tokenizer, self.cfg = Path(corpus), tokenizer, cfg
 
-    def stream(self, start_step: int) -> PackedStream:
+    def stream(self, start_step: int, rank: int = 0) -> PackedStream:
         per_step = self.cfg.batch_size * self.cfg.accumulate
+        micro, _ = self.cfg.rank_batch()
         return PackedStream(self.corpus, self.tokenizer, split=self.cfg.split, seq_len=self.cfg.seq_len,
-                            batch_size=self.cfg.batch_size, seed=self.cfg.seed, block_rows=self.cfg.block_rows,
-                            start=start_step * per_step, stop=self.cfg.steps * per_step)
+                            batch_size=micro, seed=self.cfg.seed, block_rows=self.cfg.block_rows,
+                            start=start_step * per_step, stop=self.cfg.steps * per_step,
+                            rank=rank, world=self.cfg.world_size)
 
     def train_dataloader(self) -> DataLoader:
         # Lightning restores the checkpoint before asking for the dataloader, so global_step is the resume point.
-        start = self.trainer.global_step if self.trainer is not None else 0
-        return DataLoader(self.stream(start), batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
+        start, rank = (self.trainer.global_step, self.trainer.global_rank) if self.trainer is not None else (0, 0)
+        stream = self.stream(start, rank)
+        return DataLoader(stream, batch_size=stream.batch_size, num_workers=self.cfg.num_workers,
                           pin_memory=torch.cuda.is_available())

@@ -108,6 +108,8 @@ class GreedyEval(Callback):
         self.last_step = -1
 
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # one rank decodes; the others wait at the next gradient all-reduce
+            return
         step = trainer.global_step
         if step == self.last_step:
             return

@@ -34,8 +34,9 @@ class CausalLM(L.LightningModule):
     def __init__(self, model: PreTrainedModel, cfg: TrainConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
-        # Read by Lightning's ThroughputMonitor for MFU: ≈ 6·P FLOPs per token, forward and backward.
-        self.flops_per_batch = 6 * model.num_parameters() * cfg.batch_size * cfg.seq_len
+        # Read by Lightning's ThroughputMonitor for MFU: ≈ 6·P FLOPs per token, forward and backward, of the
+        # micro-batch one process sees.
+        self.flops_per_batch = 6 * model.num_parameters() * cfg.rank_batch()[0] * cfg.seq_len
 
     def configure_model(self) -> None:
         if self.cfg.compile:
@@ -44,9 +45,10 @@ class CausalLM(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss_all, loss_solution = token_losses(self.model, batch)
         loss = loss_solution if self.cfg.loss == "solution" else loss_all
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({"train/loss_all": loss_all, "train/loss_solution": loss_solution,
-                       "train/tokens": float((self.global_step + 1) * self.cfg.tokens_per_step)})
+        sync = self.cfg.world_size > 1  # log the mean over ranks: the loss of the global batch
+        self.log("train/loss", loss, prog_bar=True, sync_dist=sync)
+        self.log_dict({"train/loss_all": loss_all, "train/loss_solution": loss_solution}, sync_dist=sync)
+        self.log("train/tokens", float((self.global_step + 1) * self.cfg.tokens_per_step))
         return loss
 
     def configure_optimizers(self):

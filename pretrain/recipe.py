@@ -21,10 +21,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
 
 from core.config import to_dict
 from core.lock import exclusive
+from core.parallel import set_threads, without_placement
 from core.provenance import provenance
 from core.rundir import (
     CheckpointOnSigterm,
@@ -64,12 +66,14 @@ class Recipe:
     # ---- setup: check every input, then build model, data and trainer --------------------------------------
     def setup(self) -> None:
         manifest = read_manifest(self.data)
-        self.record = {"stage": self.stage, "config": to_dict(self.cfg),
+        # Where the run executes (devices, nodes, threads) is not part of what it is: it resumes on any placement.
+        self.record = {"stage": self.stage, "config": without_placement(to_dict(self.cfg)),
                        "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
                        "init": None if self.init is None else str(self.init.resolve())}
         check_run_dir(self.out, self.record)
         if self.finished:
             return
+        self.threads = set_threads(self.cfg, self.stage)
         verify_shards(self.data)
         self.tokenizer = corpus_tokenizer(self.data, manifest)
         self.lengths = length_stats(self.data, self.cfg.split, self.cfg.seq_len)
@@ -85,7 +89,8 @@ class Recipe:
                                  f"{model.config.max_position_embeddings}")
 
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", self.record)
+        if rank_zero_only.rank == 0:  # every process of a DDP run gets here; one writes
+            write_json(self.out / "config.json", self.record)
         self.module = CausalLM(model, self.cfg)
         self.datamodule = PackedData(self.data, self.tokenizer, self.cfg)
         self.stopwatch = Stopwatch()
@@ -104,7 +109,7 @@ class Recipe:
             LearningRateMonitor(logging_interval="step"),
             ThroughputMonitor(batch_size_fn=lambda b: b["input_ids"].shape[0],
                               length_fn=lambda b: b["input_ids"].numel(),
-                              window_size=max(2, cfg.log_every * cfg.accumulate)),
+                              window_size=max(2, cfg.log_every * cfg.rank_batch()[1])),
             self.stopwatch,
         ]
         if cfg.eval_every:
@@ -115,8 +120,9 @@ class Recipe:
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 2)))
         return L.Trainer(
-            accelerator="auto", devices=1, precision=precision, max_steps=cfg.steps, max_epochs=1,
-            accumulate_grad_batches=cfg.accumulate, gradient_clip_val=cfg.grad_clip or None,
+            **cfg.trainer_args(), precision=precision, max_steps=cfg.steps, max_epochs=1,
+            accumulate_grad_batches=cfg.rank_batch()[1], gradient_clip_val=cfg.grad_clip or None,
+            use_distributed_sampler=False,  # the stream splits itself by rank (pretrain.data)
             logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=cfg.log_every, callbacks=callbacks,
             enable_progress_bar=self.progress, enable_model_summary=False, limit_val_batches=0,
             num_sanity_val_steps=0, default_root_dir=self.out,
@@ -125,7 +131,7 @@ class Recipe:
     # ---- train: fresh or resumed ---------------------------------------------------------------------------
     def train(self) -> None:
         resume = self.ckpt if self.ckpt.exists() else None
-        if resume is not None:
+        if resume is not None and rank_zero_only.rank == 0:
             print(f"{self.stage}: resuming {self.out} from {resume}")
         self.trainer.fit(self.module, datamodule=self.datamodule, ckpt_path=resume)
         if self.trainer.global_step != self.cfg.steps:  # never mark a partial run finished
@@ -133,8 +139,7 @@ class Recipe:
 
     # ---- save: the HF model (atomically), then the summary that marks the run finished -----------------------
     def save(self) -> dict:
-        save_hf_model(self.module.model, self.tokenizer, self.out, quiet=not self.progress)
-
+        """The summary (every rank computes it; rank 0 alone writes the model and the summary)."""
         cfg = self.cfg
         params = self.module.model.num_parameters()
         tokens = cfg.steps * cfg.tokens_per_step
@@ -144,8 +149,14 @@ class Recipe:
             "tokens_per_s": round(tokens / max(self.stopwatch.total, 1e-9), 1), "seed": cfg.seed,
             "final_loss": self._final_loss(),
             "data": {"dir": str(self.data.resolve()), **self.record["corpus"], **self.lengths},
-            "init": self.record["init"], "config": self.record["config"], **provenance(),
+            "init": self.record["init"], "config": self.record["config"],
+            "placement": {"devices": cfg.devices, "num_nodes": cfg.num_nodes, "threads": self.threads,
+                          "strategy": type(self.trainer.strategy).__name__},
+            **provenance(),
         }
+        if not self.trainer.is_global_zero:
+            return summary
+        save_hf_model(self.module.model, self.tokenizer, self.out, quiet=not self.progress)
         write_json(self.out / "summary.json", summary)
         return summary
 
@@ -157,7 +168,7 @@ class Recipe:
         return None if logged is None or logged.dropna().empty else float(logged.dropna().iloc[-1])
 
     def cleanup(self) -> None:
-        if not self.cfg.keep_checkpoints:
+        if not self.cfg.keep_checkpoints and self.trainer.is_global_zero:
             shutil.rmtree(self.ckpt.parent, ignore_errors=True)
 
 

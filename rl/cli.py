@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
@@ -43,6 +44,8 @@ def main(argv: list[str]) -> int:
         return 143
     if summary is None:
         print(f"{args.out}: already finished (summary.json exists); nothing to do")
+        return 0
+    if rank_zero_only.rank != 0:  # a data-parallel run reports once
         return 0
     ledger = summary["ledger"]
     print(f"rl: {summary['steps']} steps, {ledger['samples']:,} samples, {ledger['generated_tokens']:,} tokens generated, "

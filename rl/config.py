@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.config import ConfigError
+from core.parallel import Placement
 from rl.rewards import REWARDS
 
 
@@ -52,7 +53,7 @@ class EdgeFilterConfig:
 
 
 @dataclass
-class RLConfig:
+class RLConfig(Placement):
     steps: int = 200
     prompts_per_step: int = 1024  # N
     rollouts: int = 6  # K
@@ -83,10 +84,14 @@ class RLConfig:
     keep_checkpoints: bool = False
 
     def validate(self, where: str) -> None:
+        Placement.validate(self, where)
         for key in ("steps", "prompts_per_step", "rollouts", "mini_batch_prompts", "micro_batch", "updates",
                     "max_new_tokens", "checkpoint_every", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.prompts_per_step < self.world_size:
+            raise ConfigError(f"{where}.devices: {self.world_size} processes for {self.prompts_per_step} prompts "
+                              "per step; each process samples at least one prompt")
         if self.prompts_per_step % self.mini_batch_prompts:
             raise ConfigError(f"{where}.mini_batch_prompts: {self.mini_batch_prompts} does not divide "
                               f"prompts_per_step={self.prompts_per_step}")

@@ -75,6 +75,8 @@ def edge_of_competence(pool: PromptPool, candidates: list[Prompt], greedy_ok: li
     return [p.index for p, g, s in zip(candidates, greedy_ok, sampled_ok) if not g and any(s)]
 
 
-def generator_for(seed: int, step: int, stream: int) -> torch.Generator:
-    """A torch RNG that depends only on (seed, step, stream), so sampling is reproducible across resumes."""
-    return torch.Generator().manual_seed(int(np.random.default_rng([seed, step, stream]).integers(2**62)))
+def generator_for(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch RNG that depends only on (seed, step, stream), so sampling is reproducible across resumes; on the
+    device of the tensors it draws (a CPU generator cannot draw on a GPU)."""
+    seed_value = int(np.random.default_rng([seed, step, stream]).integers(2**62))
+    return torch.Generator(device).manual_seed(seed_value)

@@ -6,6 +6,13 @@ steps on the clipped surrogate. Manual optimization because an RL step is severa
 the step itself generated; micro-batches only bound memory (their losses are weighted so the gradient equals
 that of the whole mini-batch). Everything random is seeded by (seed, step), and the filter, reward schedule
 and compute ledger are saved in the checkpoint, so a resumed run repeats an uninterrupted one.
+
+Data parallel (Lightning DDP): prompt g of a step belongs to rank g mod W, which samples and scores its
+rollouts; the ranks then exchange the scored rollouts, so every rank holds the whole step (rewards, advantages,
+logs, ledger agree) and each computes the gradient of its own groups' rows. Losses are weighted by the whole
+mini-batch's normaliser and by W (DDP averages gradients), so the all-reduced gradient is the one gradient of
+the mini-batch. Ranks run the same number of backward passes (a rank short of rows runs a zero-weight one), as
+every DDP backward is a collective.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
-from core.sampler import sample, sampling_logits
+from core.sampler import Rollouts, sample, sampling_logits
 from rl.budget import ComputeLedger
 from rl.config import RLConfig
 from rl.data import PromptPool, edge_of_competence, generator_for
@@ -81,9 +89,14 @@ class GRPO(L.LightningModule):
         if cfg.edge_filter.enabled and step % cfg.edge_filter.refresh_every == 0:
             self._refresh_filter(step)
         prompts = self.pool.select(cfg.seed, step, cfg.prompts_per_step)
-        completions, rollouts = self._rollouts([p.ids for p in prompts], cfg.rollouts, cfg.temperature,
-                                               generator_for(cfg.seed, step, 0), return_logprobs=True)
-        verdicts = [self.pool.score(prompts[i // cfg.rollouts], text) for i, text in enumerate(completions)]
+        rank, world = self.global_rank, self.trainer.world_size
+        mine = prompts[rank::world]
+        completions, rollouts = self._rollouts(
+            [p.ids for p in mine], cfg.rollouts, cfg.temperature,
+            generator_for(cfg.seed, step, 0 if rank == 0 else 100 + rank, self.device), return_logprobs=True)
+        verdicts = [self.pool.score(mine[i // cfg.rollouts], text) for i, text in enumerate(completions)]
+        if world > 1:
+            completions, rollouts, verdicts = _gather_rollouts(completions, rollouts, verdicts, world, cfg.rollouts)
         active = self.schedule.active(step, self.dense_history)
         rewards = torch.tensor([reward(active, v, t, cfg.reward.alpha) for v, t in zip(verdicts, completions)])
         if self.schedule.dense != self.schedule.final:
@@ -103,7 +116,7 @@ class GRPO(L.LightningModule):
             generated_tokens=rollouts.lengths, updates=cfg.updates * len(groups) / max(len(prompts), 1),
             with_reference=cfg.kl_coef > 0, with_old_logprobs=True)
         self._log(step, active, rewards, verdicts, zero_var, rollouts, update_stats)
-        if cfg.completions_every and step % cfg.completions_every == 0:
+        if cfg.completions_every and step % cfg.completions_every == 0 and self.trainer.is_global_zero:
             self._write_completions(step, prompts, completions, rewards, verdicts)
         self.rl_step += 1
         if self.rl_step >= cfg.steps:
@@ -119,7 +132,8 @@ class GRPO(L.LightningModule):
 
     def _update(self, groups, sequences, starts, advantages, sampler_logprobs, step) -> dict:
         cfg, k = self.cfg, self.cfg.rollouts
-        rows = [g * k + j for g in groups for j in range(k)]
+        rank, world = self.global_rank, self.trainer.world_size
+        rows = [g * k + j for g in groups if g % world == rank for j in range(k)]  # this rank's rows
         pad, sampling = self.tokenizer.pad_token_id, {"temperature": cfg.temperature, "top_p": cfg.top_p}
         old, ref = {}, {}
         # The sampler's own log-prob of each completion against the one the ratio starts from: they must agree
@@ -143,9 +157,15 @@ class GRPO(L.LightningModule):
             shuffled = [groups[i] for i in torch.randperm(len(groups), generator=order_rng).tolist()]
             for mini in _chunks(shuffled, per_mini):
                 mini_rows = [g * k + j for g in mini for j in range(k)]
-                norm = self._normaliser(mini_rows, sequences, starts)
+                norm = self._normaliser(mini_rows, sequences, starts) / world  # DDP averages over the ranks
                 optimizer.zero_grad()
-                for chunk in _chunks(mini_rows, cfg.micro_batch):
+                shares = [[g * k + j for g in mini if g % world == r for j in range(k)] for r in range(world)]
+                passes = max(-(-len(share) // cfg.micro_batch) for share in shares)
+                chunks = list(_chunks(shares[rank], cfg.micro_batch))
+                for _ in range(passes - len(chunks)):  # keep step with the other ranks' backward passes
+                    logp, _, _ = sequence_logprobs(self.policy, [sequences[mini_rows[0]]], [starts[mini_rows[0]]], pad)
+                    self.manual_backward(logp.sum() * 0.0)
+                for chunk in chunks:
                     seqs, st = [sequences[r] for r in chunk], [starts[r] for r in chunk]
                     logp, mask, entropy = sequence_logprobs(self.policy, seqs, st, pad, **sampling,
                                                             with_entropy=True)
@@ -174,7 +194,7 @@ class GRPO(L.LightningModule):
         candidates = self.pool.candidates(self.cfg.seed, step, f.candidates)
         ids = [p.ids for p in candidates]
         greedy, greedy_rollouts = self._rollouts(ids, 1, 0.0, None)
-        sampled, sampled_rollouts = self._rollouts(ids, f.k, self.cfg.temperature, generator_for(self.cfg.seed, step, 2))
+        sampled, sampled_rollouts = self._rollouts(ids, f.k, self.cfg.temperature, generator_for(self.cfg.seed, step, 2, self.device))
         greedy_ok = [self.pool.score(p, t).verified for p, t in zip(candidates, greedy)]
         sampled_ok = [[self.pool.score(p, sampled[i * f.k + j]).verified for j in range(f.k)]
                       for i, p in enumerate(candidates)]
@@ -236,6 +256,16 @@ class GRPO(L.LightningModule):
         self.schedule.load_state_dict(state["schedule"])
         self.pool.load_state_dict(state["pool"])
         self.ledger = ComputeLedger.from_summary(state["ledger"])
+
+
+def _gather_rollouts(completions, rollouts, verdicts, world: int, k: int):
+    """Every rank's scored rollouts, back in the step's prompt order (rank r sampled prompts r, r + world, ...)."""
+    shards = [None] * world
+    dist.all_gather_object(shards, (completions, rollouts.tokens, rollouts.stopped, verdicts, rollouts.logprob_sums))
+    order = sorted(((g * world + r, r, g) for r, shard in enumerate(shards) for g in range(len(shard[0]) // k)))
+    pick = [(r, g * k + j) for _, r, g in order for j in range(k)]
+    merged = [[shards[r][part][i] for r, i in pick] for part in range(5)]
+    return merged[0], Rollouts(k=k, tokens=merged[1], stopped=merged[2], logprob_sums=merged[4]), merged[3]
 
 
 def _chunks(items: list, size: int):

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch.utils.data import IterableDataset
 
 from core.config import to_dict
 from core.lock import exclusive
+from core.parallel import set_threads, without_placement
 from core.provenance import provenance
 from core.rundir import (
     CheckpointOnSigterm,
@@ -70,12 +72,13 @@ class RLRecipe:
 
     def setup(self) -> None:
         manifest = read_manifest(self.data)
-        self.record = {"stage": "rl", "config": to_dict(self.cfg),
+        self.record = {"stage": "rl", "config": without_placement(to_dict(self.cfg)),
                        "corpus": {"id": corpus_id(manifest), "spec": manifest["spec"]},
                        "init": str(self.init.resolve())}
         check_run_dir(self.out, self.record)
         if self.finished:
             return
+        self.threads = set_threads(self.cfg, "rl")
         verify_shards(self.data)
         if manifest["rows"].get(self.cfg.split, 0) == 0:
             raise InputError(f"{self.data}: split {self.cfg.split!r} is empty; build the prompt pool with "
@@ -87,7 +90,8 @@ class RLRecipe:
             reference = copy.deepcopy(policy).eval().requires_grad_(False)
         pool = PromptPool(self.data, self.cfg.split, self.tokenizer, manifest["spec"]["rendering"])
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", self.record)
+        if rank_zero_only.rank == 0:  # every process of a DDP run gets here; one writes
+            write_json(self.out / "config.json", self.record)
         self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
         self.stopwatch = Stopwatch()
         callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),
@@ -97,7 +101,7 @@ class RLRecipe:
         cuda = torch.cuda.is_available()
         precision = ("bf16-mixed" if cuda else "32-true") if self.cfg.precision == "auto" else self.cfg.precision
         self.trainer = L.Trainer(
-            accelerator="auto", devices=1, precision=precision, max_epochs=1, max_steps=-1,
+            **self.cfg.trainer_args(), precision=precision, max_epochs=1, max_steps=-1, use_distributed_sampler=False,
             logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=self.cfg.log_every,
             callbacks=callbacks, enable_progress_bar=self.progress, enable_model_summary=False,
             enable_checkpointing=False,  # CheckpointEvery keeps the one resumable state; no default epoch ckpt
@@ -105,7 +109,7 @@ class RLRecipe:
 
     def train(self) -> None:
         resume = self.ckpt if self.ckpt.exists() else None
-        if resume is not None:
+        if resume is not None and rank_zero_only.rank == 0:
             print(f"rl: resuming {self.out} from {resume}")
         loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
         self.trainer.fit(self.module, train_dataloaders=loader, ckpt_path=resume)
@@ -113,7 +117,7 @@ class RLRecipe:
             raise RuntimeError(f"RL stopped at step {self.module.rl_step} of {self.cfg.steps}")
 
     def save(self) -> dict:
-        save_hf_model(self.module.policy, self.tokenizer, self.out, quiet=not self.progress)
+        """The summary (every rank holds the same one; rank 0 alone writes it and the model)."""
         ledger = self.module.ledger.summary()
         summary = {
             "stage": "rl", "params": self.module.policy.num_parameters(), "steps": self.cfg.steps,
@@ -121,8 +125,14 @@ class RLRecipe:
             "wall_s": round(self.stopwatch.total, 3), "seed": self.cfg.seed,
             "final_reward": self._last_metric("rl/reward"), "final_verified": self._last_metric("rl/verified"),
             "data": {"dir": str(self.data.resolve()), **self.record["corpus"]},
-            "init": self.record["init"], "config": self.record["config"], **provenance(),
+            "init": self.record["init"], "config": self.record["config"],
+            "placement": {"devices": self.cfg.devices, "num_nodes": self.cfg.num_nodes, "threads": self.threads,
+                          "strategy": type(self.trainer.strategy).__name__},
+            **provenance(),
         }
+        if not self.trainer.is_global_zero:
+            return summary
+        save_hf_model(self.module.policy, self.tokenizer, self.out, quiet=not self.progress)
         write_json(self.out / "summary.json", summary)
         return summary
 
@@ -131,7 +141,7 @@ class RLRecipe:
         return None if value is None else float(value)
 
     def cleanup(self) -> None:
-        if not self.cfg.keep_checkpoints:
+        if not self.cfg.keep_checkpoints and self.trainer.is_global_zero:
             shutil.rmtree(self.ckpt.parent, ignore_errors=True)
 
 

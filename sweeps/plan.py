@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from core.config import load, to_dict
+from core.parallel import without_placement
 from sweeps.stages import STAGES
 
 KEY_CHARS = 10
@@ -60,7 +61,13 @@ class Step:
 
     @cached_property
     def key(self) -> str:
-        identity = {"command": self.command, "config": self.resolved, "args": list(self.args),
+        # Devices, nodes and threads are not part of a step's identity: they change how fast it runs, not what.
+        config = self.resolved
+        if STAGES[self.command].also:
+            config = {section: without_placement(values) for section, values in config.items()}
+        else:
+            config = without_placement(config)
+        identity = {"command": self.command, "config": config, "args": list(self.args),
                     "inputs": {flag: step.key for flag, step in self.inputs}}
         blob = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:KEY_CHARS]

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import submitit
 
+from core.parallel import Placement
 from sweeps.checkpointing import CheckpointableStage
 from sweeps.executors import Cluster, StageResources, make_executor
 from sweeps.plan import Step, Sweep
@@ -36,12 +39,31 @@ def run_step(argv: list[str]) -> str:
     threads = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("LAB_THREADS")
     if threads:
         os.environ["OMP_NUM_THREADS"] = threads
-    from sweeps.cli import main
+    if _launches_ranks(argv) and os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        # Lightning's launcher starts the other ranks by re-running this process's command line, which here is
+        # submitit's job runner: run the stage as its own `lab` process so that is what gets re-run.
+        code = subprocess.run([sys.executable, "-m", "sweeps.cli", *argv]).returncode
+    else:  # in-process; on SLURM every task is one rank and Lightning reads the allocation
+        from sweeps.cli import main
 
-    code = main(argv)
+        code = main(argv)
     if code != 0:
         raise RuntimeError(f"lab {' '.join(argv)} exited with status {code}")
     return argv[argv.index("--out") + 1]
+
+
+def _launches_ranks(argv: list[str]) -> bool:
+    flags = dict(zip(argv[1::2], argv[2::2]))
+    return int(flags.get("--devices", 1)) * int(flags.get("--num_nodes", 1)) > 1
+
+
+def _argv(step: Step, root: Path, resources: dict[str, StageResources]) -> list[str]:
+    """The step's command line plus where its stage runs (left out of the step's key: placement changes how fast
+    a result comes, not what it is)."""
+    argv = step.argv(root)
+    if issubclass(STAGES[step.command].config_class(), Placement):
+        argv += resources.get(step.command, StageResources()).stage_flags()
+    return argv
 
 
 @dataclass
@@ -107,7 +129,7 @@ def _run_waves(sweep, root, cluster, resources, parallel, records) -> None:
             for step in batch:  # the local executor hands the parent's environment to its job
                 os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
                 executor = _executor(root, cluster, step.command, resources)
-                jobs.append((step, executor.submit(CheckpointableStage(), ENTRY, step.argv(root))))
+                jobs.append((step, executor.submit(CheckpointableStage(), ENTRY, _argv(step, root, resources))))
             try:
                 for step, job in jobs:
                     _finish(records[step.key], job)
@@ -144,7 +166,7 @@ def _run_on_slurm(sweep, root, resources, records) -> None:
                 extra["kill-on-invalid-dep"] = "yes"
             executor.update_parameters(slurm_additional_parameters=extra)
             with executor.batch():
-                submitted = [executor.submit(CheckpointableStage(), ENTRY, s.argv(root)) for s in steps]
+                submitted = [executor.submit(CheckpointableStage(), ENTRY, _argv(s, root, resources)) for s in steps]
             for step, job in zip(steps, submitted):
                 jobs[step.key] = job
                 record = records[step.key]

@@ -80,3 +80,20 @@ def test_every_preset_section_loads(name):
     assert not unknown, f"preset {name} has sections no stage reads: {unknown}"
     for section in data:
         config.load(SECTIONS[section](), name, section)
+
+
+@pytest.mark.parametrize("name", config.preset_names())
+def test_every_stage_runs_on_the_processes_its_resources_ask_for(name):
+    """A stage's global batch must split evenly over the `nodes x tasks_per_node` ranks its preset's resources
+    start, or the SLURM job would fail only once it is scheduled."""
+    from sweeps.executors import SweepResources
+    from tests.sections import SECTIONS
+
+    resources = config.load(SweepResources, name, "resources")
+    for stage, res in resources.by_stage().items():
+        if stage == "datagen":
+            continue
+        placed = {"devices": res.tasks_per_node, "num_nodes": res.nodes}
+        cfg = config.load(SECTIONS[stage](), name, stage, placed)
+        assert cfg.world_size == res.world_size
+        assert not res.gpus_per_node or res.gpus_per_node == res.tasks_per_node

@@ -110,3 +110,22 @@ def test_losses_match_hf_loss_on_the_same_labels():
     torch.testing.assert_close(loss_all, hf)
     torch.testing.assert_close(loss_solution, hf_solution)
     assert loss_solution != loss_all
+
+
+@pytest.mark.parametrize("world,batch_size", [(2, 4), (3, 2)])
+def test_ranks_split_the_stream_without_overlap_or_loss(world, batch_size):
+    """Every sequence of the single-process stream is trained on by exactly one rank, in the same steps."""
+    whole = as_array(stream(start=0, stop=48, batch_size=batch_size * world))
+    shares = [as_array(PackedStream(corpus(), load_tokenizer(corpus() / "tokenizer"), split="train", seq_len=256,
+                                    batch_size=batch_size, seed=0, start=0, stop=48, block_rows=64,
+                                    rank=rank, world=world)) for rank in range(world)]
+    assert sum(len(s) for s in shares) == len(whole) == 48
+    # Micro-batch b of the whole stream is rank (b mod world)'s micro-batch b // world.
+    for b in range(48 // batch_size):
+        rank, local = b % world, b // world
+        assert (shares[rank][local * batch_size:(local + 1) * batch_size]
+                == whole[b * batch_size:(b + 1) * batch_size]).all()
+    resumed = PackedStream(corpus(), load_tokenizer(corpus() / "tokenizer"), split="train", seq_len=256,
+                           batch_size=batch_size, seed=0, start=2 * batch_size * world, stop=48, block_rows=64,
+                           rank=1, world=world)
+    assert (as_array(resumed) == shares[1][2 * batch_size:]).all()  # a resumed rank continues its own share

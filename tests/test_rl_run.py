@@ -73,7 +73,9 @@ def test_summary_metrics_and_completions(base, tmp_path):
     for name in ("rl/reward", "rl/verified", "rl/zero_var_all0", "rl/zero_var_all1", "rl/entropy", "rl/kl",
                  "rl/response_length", "rl/clip_frac", "rl/tokens_generated", "rl/logprob_gap"):
         assert name in metrics and metrics[name].notna().sum() == STEPS, name
-    assert metrics["rl/logprob_gap"].max() < 1e-4  # nats per completion: the ratio starts at the sampler's policy
+    # nats per completion: the ratio starts at the sampler's policy. float32 sums over a completion differ by a few
+    # ulps (~1e-4 seen); a temperature or alignment bug is off by nats.
+    assert metrics["rl/logprob_gap"].max() < 1e-3
     rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert {r["step"] for r in rows} == {0, 2, 4} and all("completion" in r and "error" in r for r in rows)
     assert (out / "model" / "config.json").exists() and (out / "model" / "tokenizer.json").exists()

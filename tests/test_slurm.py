@@ -169,3 +169,41 @@ def test_a_cluster_that_cannot_start_fails_in_ci_and_skips_elsewhere(ci, outcome
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match="needs root"):
         skip_unless_ci("a private SLURM cluster needs root")
+@pytest.mark.slurm
+def test_ddp_stage_runs_as_two_slurm_tasks_and_resumes_after_requeue(slurm_cluster, job_env, tmp_path):
+    """A real 2-task CPU DDP pre-training job: submitit starts one task per device, Lightning takes the ranks
+    from the SLURM allocation (no launcher of its own), a requeue mid-run resumes from the checkpoint, and the
+    weights equal those of an uninterrupted 2-process run."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.test_parallel import PRETRAIN, lab
+    from tests.test_pretrain_helpers import corpus
+
+    resources = StageResources(partition=slurm_cluster.partition, tasks_per_node=2, cpus_per_task=1,
+                               mem_gb=3, timeout_min=10)
+    run = tmp_path / "run"
+    options = [*PRETRAIN, "--tokens", str(200 * 4 * 256), "--checkpoint_every", "20", *resources.stage_flags()]
+    executor = make_executor("slurm", tmp_path / "jobs", resources)
+    job = executor.submit(CheckpointableStage(), "sweeps.runner:run_step",
+                          ["pretrain", "--preset", "smoke", "--data", str(corpus()), "--out", str(run), "--quiet",
+                           *options])
+    sbatch = next((tmp_path / "jobs").glob("*_submission.sh")).read_text()
+    assert "#SBATCH --ntasks-per-node=2" in sbatch and "#SBATCH --cpus-per-task=1" in sbatch
+
+    wait_for((run / "checkpoints" / "last.ckpt").exists, 240, "the first checkpoint")
+    job._interrupt(timeout=True)  # USR2, as before a time limit: submitit requeues, SLURM stops both tasks
+    wait_all([job], 600)
+    assert job.results() == [str(run), str(run)]  # both tasks ran the stage, as ranks 0 and 1
+    assert "Restarts=0" not in slurm_cluster.run("scontrol", "show", "job", job.job_id)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["placement"] == {"devices": 2, "num_nodes": 1, "threads": 1, "strategy": "DDPStrategy"}
+
+    reference = tmp_path / "reference"
+    lab("pretrain", "--preset", "smoke", "--data", str(corpus()), "--out", str(reference), "--quiet", *options)
+    ref = load_file(reference / "model" / "model.safetensors")
+    got = load_file(run / "model" / "model.safetensors")
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -44,6 +44,35 @@ def test_argv_resolves_to_the_same_config(tmp_path):
     assert to_dict(load(info.config_class(), "smoke", info.section, parse_overrides(flags))) == step.resolved
 
 
+def test_placement_is_passed_to_the_stage_but_is_not_part_of_the_key(tmp_path):
+    from sweeps.executors import StageResources
+    from sweeps.runner import _argv
+
+    step = pretrain(corpus())
+    assert pretrain(corpus(), devices=2, threads=3).key == step.key  # same result, so the same directory
+    resources = {"pretrain": StageResources(nodes=2, tasks_per_node=4)}
+    argv = _argv(step, tmp_path, resources)
+    assert argv[-4:] == ["--devices", "4", "--num_nodes", "2"]
+    assert "--devices" not in _argv(corpus(), tmp_path, {"datagen": StageResources(tasks_per_node=4)})
+    params = StageResources(nodes=2, tasks_per_node=4, gpus_per_node=4, account="lab", qos="high",
+                            constraint="h100", partition="gpu", extra={"exclusive": ""}).to_submitit()
+    assert params["nodes"] == 2 and params["tasks_per_node"] == 4 and params["gpus_per_node"] == 4
+    assert (params["slurm_account"], params["slurm_qos"], params["slurm_constraint"]) == ("lab", "high", "h100")
+    assert params["slurm_additional_parameters"] == {"exclusive": ""}
+
+
+def test_local_sweep_runs_a_two_process_stage(tmp_path):
+    """Off SLURM the job runs the stage as its own `lab` process, whose second rank Lightning starts."""
+    from sweeps.executors import StageResources
+
+    step = pretrain(corpus())
+    records = run_sweep(Sweep("ddp", [step]), tmp_path, cluster="local",
+                        resources={"pretrain": StageResources(tasks_per_node=2, timeout_min=10)})
+    assert [r.status for r in records] == ["done", "done"], [r.error for r in records]
+    summary = json.loads((step.out_dir(tmp_path) / "summary.json").read_text())
+    assert summary["placement"]["devices"] == 2 and summary["placement"]["strategy"] == "DDPStrategy"
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
