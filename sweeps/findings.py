@@ -208,13 +208,13 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
         pct = _pct(share)
         base_s = b.pretrain(f"base-top{pct}", b.pretrain_corpus(share, f"pretrain-top{pct}"))
         arms.append(Arm(f"base-top{pct}", b.evaluate(f"base-top{pct}", base_s, evals),
-                        (("rl_ops", "none"), ("top_share_pct", 100 * share), ("arm", "base"))))
+                        (("rl_ops", "none"), ("top_share_pct", round(100 * share, 6)), ("arm", "base"))))
         for seed in seeds:
             label = f"rl-edge-top{pct}-s{seed}"
             arms.append(Arm(label, b.evaluate(label, b.rl(label, edge_pool, base_s, seed), evals),
-                            (("rl_ops", "{}-{}".format(*ranges["edge"])), ("top_share_pct", 100 * share),
+                            (("rl_ops", "{}-{}".format(*ranges["edge"])), ("top_share_pct", round(100 * share, 6)),
                              ("arm", "RL edge"), ("seed", seed)), f"base-top{pct}"))
-    top_ops = f"op {top[0]}–{top[1]}"
+    top_ops = f"op {top[0]}" + (f"–{top[1]}" if top[1] > top[0] else "")
     claims = [
         Claim("1a", "RL on ID raises pass@1 in distribution", "rl-ID", "base", ("ID",), "up", "pass@1"),
         Claim("1b", "RL on ID never lifts pass@128 above the base (edge)", "rl-ID", "base", ("edge",), "not_up"),
@@ -252,11 +252,11 @@ def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
             {"name": A, "share": 1.0 - share}, {"name": B, "share": share, "ops": [{"lo": lo, "hi": lo}]}])
         base = b.pretrain(f"base-B{pct}", corpus)
         arms.append(Arm(f"base-B{pct}", b.evaluate(f"base-B{pct}", base, evals),
-                        (("exposure_pct", 100 * share), ("arm", "base"))))
+                        (("exposure_pct", round(100 * share, 6)), ("arm", "base"))))
         for seed in seeds:
             label = f"rl-B{pct}-s{seed}"
             arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed), evals),
-                            (("exposure_pct", 100 * share), ("arm", "RL on A+B"), ("seed", seed)), f"base-B{pct}"))
+                            (("exposure_pct", round(100 * share, 6)), ("arm", "RL on A+B"), ("seed", seed)), f"base-B{pct}"))
     ood = ("edge", "hard")
     claims = []
     for share in b.cfg.exposures:

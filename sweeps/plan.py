@@ -138,6 +138,7 @@ class Rates:
     midtrain_tokens_per_s: float | None = None
     rl_samples_per_s: float | None = None
     eval_samples_per_s: float | None = None
+    job_overhead_s: float = 0.0  # start-up of every job (interpreter, torch import) before its work begins
     source: str = ""  # where and how the figures were measured
 
     def validate(self, where: str) -> None:
@@ -146,6 +147,8 @@ class Rates:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{where}.{name}: must be > 0, got {value}")
+        if self.job_overhead_s < 0:
+            raise ConfigError(f"{where}.job_overhead_s: must be >= 0, got {self.job_overhead_s}")
 
 
 def step_config(step: Step):
@@ -182,7 +185,7 @@ def expected_seconds(step: Step, rates: Rates) -> float | None:
     rate = getattr(rates, {"datagen": "datagen_rows_per_s", "pretrain": "pretrain_tokens_per_s",
                            "midtrain": "midtrain_tokens_per_s", "rl": "rl_samples_per_s",
                            "eval": "eval_samples_per_s"}[step.command])
-    return None if rate is None else amount / rate
+    return None if rate is None else rates.job_overhead_s + amount / rate
 
 
 @functools.cache

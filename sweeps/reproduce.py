@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from rl.budget import ComputeLedger
 from sweeps.executors import CLUSTERS, SweepResources
 from sweeps.findings import FINDINGS, Finding, FindingsConfig
 from sweeps.plan import expected_seconds, step_work
-from sweeps.runner import StepRecord, duration, run_sweep, state_path, status_table, summarize
+from sweeps.runner import StepRecord, duration, run_sweep, state_path, status_table, stop_jobs_on_sigterm, summarize
 
 COMPUTE_TOLERANCE = 0.05  # realised compute of a finding-3 arm must lie within ±5 % of its plan
 STATUS_EVERY_S = 60.0
@@ -73,23 +72,29 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
 class Ticker:
     """The live status: a line when a step starts or ends, and a summary with the ETA every `every` seconds."""
 
-    def __init__(self, name: str, parallel: int, stream=sys.stdout):
-        self.name, self.parallel, self.stream = name, parallel, stream
+    def __init__(self, name: str, parallel: int, every: float, stream=sys.stdout):
+        self.name, self.parallel, self.every, self.stream = name, parallel, every, stream
         self.seen: dict[str, str] = {}
-        self.started = time.time()
+        self.last = 0.0
 
     def __call__(self, records: list[StepRecord]) -> None:
         stamp = time.strftime("%H:%M:%S")
+        ended = False
         for r in records:
             if self.seen.get(r.key) != r.status:
                 if r.status in ("done", "failed", "blocked") or (r.status == "running" and r.key in self.seen):
                     took = f" in {duration(r.ended - r.started)}" if r.ended and r.started else ""
-                    note = f": {r.error} (log {r.log})" if r.status == "failed" else ""
-                    print(f"[{stamp}] {self.name}: {r.label} {r.status}{took}{note}", file=self.stream, flush=True)
+                    expected = f" (expected {duration(r.expected_s)})" if r.expected_s and r.status != "running" else ""
+                    note = f": {r.error} (log {r.log})" if r.status in ("failed", "blocked") else ""
+                    print(f"[{stamp}] {self.name}: {r.label} {r.status}{took}{expected}{note}", file=self.stream,
+                          flush=True)
+                    ended |= r.status != "running"
                 self.seen[r.key] = r.status
-        running = [r for r in records if r.status == "running"]
-        print(f"[{stamp}] {self.name}: {summarize(records, self.parallel)}; running: "
-              + (", ".join(r.label for r in running) or "none"), file=self.stream, flush=True)
+        if ended or time.time() - self.last >= self.every:  # a start alone gets its line, not a summary
+            running = [r for r in records if r.status == "running"]
+            print(f"[{stamp}] {self.name}: {summarize(records, self.parallel)}; running: "
+                  + (", ".join(r.label for r in running) or "none"), file=self.stream, flush=True)
+            self.last = time.time()
 
 
 # ---- the report -----------------------------------------------------------------------------------------------
@@ -154,7 +159,7 @@ def claims_section(finding: Finding, evals: dict, target: Path, seed: int) -> li
     verdicts = judge(finding.claims, groups, n_boot=config.get("n_boot", 2000), level=0.95, seed=seed)
     verdicts.to_csv(target / "claims.csv", index=False)
     counts = verdicts["verdict"].value_counts()
-    seeds = sorted({len(g) for name, g in groups.items() if name != group_of(finding.base_label)})
+    seeds = sorted({len(g) for name, g in groups.items() if any(e.checkpoint != name for e in g)})  # seeded arms
     return ["## The paper's claims",
             f"Each claim compares two arm groups on the problems both evaluated (process-verified pass@k, in "
             f"percentage points). Per problem, pass@k is averaged over a group's seeds ({'/'.join(map(str, seeds)) or '0'} "
@@ -271,7 +276,7 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
         started = time.time()
         print(f"{finding.name}: starting; a status line every {every:g} s", flush=True)
         records = run_sweep(finding.sweep(), root, cluster=cluster, resources=resources, parallel=parallel,
-                            expected=plans[finding.name], on_progress=Ticker(finding.name, parallel), every=every)
+                            expected=plans[finding.name], on_progress=Ticker(finding.name, parallel, every), every=every)
         failed = [r for r in records if r.status in ("failed", "blocked")]
         failed_total += len(failed)
         write_finding_report(finding, preset, out, cluster, seeds, started, argv)
@@ -329,8 +334,7 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         print(f"lab reproduce: error: {err}", file=sys.stderr)
         return 2
-    # SIGTERM (a scheduler, `kill`) should stop the local jobs too, as Ctrl-C does: both unwind the runner.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_jobs_on_sigterm()
     try:
         return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, args.dry_run,
                          args.every, argv="lab reproduce " + " ".join(argv))

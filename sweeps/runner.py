@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
@@ -113,6 +115,12 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
             records[step.key].status = "done" if step.done(root) else "blocked"
     _save(root, sweep, records)
     return list(records.values())
+
+
+def stop_jobs_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler, `kill`) unwind like Ctrl-C, so the runner cancels its local jobs on the way out
+    instead of leaving them to race a rerun; the process exits with 143."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def _executor(root: Path, cluster: Cluster, command: str, resources: dict[str, StageResources]):
