@@ -30,7 +30,16 @@ from rl.budget import ComputeLedger
 from sweeps.executors import CLUSTERS, SweepResources
 from sweeps.findings import FINDINGS, Finding, FindingsConfig
 from sweeps.plan import expected_seconds, step_work
-from sweeps.runner import StepRecord, duration, run_sweep, state_path, status_table, stop_jobs_on_sigterm, summarize
+from sweeps.runner import (
+    StepRecord,
+    duration,
+    live_status,
+    run_sweep,
+    state_path,
+    status_table,
+    stop_jobs_on_sigterm,
+    summarize,
+)
 
 COMPUTE_TOLERANCE = 0.05  # realised compute of a finding-3 arm must lie within ±5 % of its plan
 STATUS_EVERY_S = 60.0
@@ -91,7 +100,7 @@ class Ticker:
                     ended |= r.status != "running"
                 self.seen[r.key] = r.status
         if ended or time.time() - self.last >= self.every:  # a start alone gets its line, not a summary
-            running = [r for r in records if r.status == "running"]
+            running = [r for r in records if live_status(r)[0] == "running"]
             print(f"[{stamp}] {self.name}: {summarize(records, self.parallel)}; running: "
                   + (", ".join(r.label for r in running) or "none"), file=self.stream, flush=True)
             self.last = time.time()
@@ -195,6 +204,7 @@ def compute_check(finding: Finding, root: Path) -> tuple[list[str], pd.DataFrame
         rows.append(dict(arm=arm.label, budget=plan["budget"], l_mode=plan["l_mode"], planned_mid=plan["mid_tokens"],
                          realised_mid=realised_mid, planned_rl=planned_rl, realised_rl=realised_rl, planned=planned,
                          realised=realised, error=error,
+                         vs_budget=None if realised is None else realised / plan["budget"] - 1,
                          check="not run" if error is None else "ok" if abs(error) <= COMPUTE_TOLERANCE else "OFF"))
     table = pd.DataFrame(rows)
     if table.empty:
@@ -205,15 +215,20 @@ def compute_check(finding: Finding, root: Path) -> tuple[list[str], pd.DataFrame
 
     lines = ["## Compute check", f"Realised compute of each arm (mid-training tokens from its summary + RL "
              f"token-equivalents from its ledger, priced in L mode `{table['l_mode'].iat[0]}` as the plan was) "
-             f"against its plan; `ok` within ±{100 * COMPUTE_TOLERANCE:g} %. The plan prices RL steps with a pilot "
-             "of gold solution lengths, so a model writing longer or shorter completions than gold moves "
-             "realised RL compute away from it.",
+             f"against its plan; `ok` within ±{100 * COMPUTE_TOLERANCE:g} %. In `measured` mode the plan prices RL steps "
+             "with a pilot of gold solution lengths, so a model writing longer or shorter completions than gold moves "
+             "realised RL compute away from it; the plan itself lies within half a step of each kind of the budget "
+             "(last column).",
              "| arm | budget | planned mid | realised mid | planned RL | realised RL | planned total | realised total "
-             "| error | check |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| realised vs plan | check | realised vs budget |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def pct(v):
+        return "–" if v is None or pd.isna(v) else f"{100 * v:+.1f}%"
+
     for r in table.itertuples():
-        err = "–" if r.error is None or pd.isna(r.error) else f"{100 * r.error:+.1f}%"
         lines.append(f"| {r.arm} | {num(r.budget)} | {num(r.planned_mid)} | {num(r.realised_mid)} | {num(r.planned_rl)} "
-                     f"| {num(r.realised_rl)} | {num(r.planned)} | {num(r.realised)} | {err} | **{r.check}** |")
+                     f"| {num(r.realised_rl)} | {num(r.planned)} | {num(r.realised)} | {pct(r.error)} | **{r.check}** "
+                     f"| {pct(r.vs_budget)} |")
     return lines, table
 
 
