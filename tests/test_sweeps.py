@@ -323,3 +323,21 @@ def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path):
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert status_table(out, "stop").splitlines()[-1].startswith("1 done, 1 skipped")
+
+
+def test_a_calibrated_ladder_moves_every_op_range(tmp_path):
+    from sweeps.findings import finding1
+    from sweeps.reproduce import read_ladder
+
+    path = tmp_path / "ladder.yaml"
+    path.write_text("ladder:\n  ID: {lo: 2, hi: 5}\n  edge: {lo: 6, hi: 8}\n  hard: {lo: 9, hi: 12}\n")
+    finding = finding1("micro", ladder=read_ladder(path))
+    edge_arm = next(a for a in finding.arms if a.label == "rl-edge-s0")
+    pool = dict(dict(edge_arm.eval.inputs)["--model"].inputs)["--data"]
+    assert [(r.lo, r.hi) for r in spec(pool).ops] == [(6, 8)]
+    assert edge_arm.eval.resolved["ladder"]["edge"] == {"lo": 6, "hi": 8}  # evals split by the same ladder
+    assert spec(dict(edge_arm.eval.inputs)["--data"]).ops[0].hi == 12
+    assert finding.ladder == {"ID": (2, 5), "edge": (6, 8), "hard": (9, 12)}
+    path.write_text("edge: {lo: 6, hi: 8}\n")
+    with pytest.raises(ValueError, match="--ladder"):
+        read_ladder(path)
