@@ -102,6 +102,7 @@ class Finding:
     figure: str  # the finding's own figure (analysis.plots): exposure | budget_split | reward_variants | split_bars
     claims: list[Claim] = field(default_factory=list)
     ladder: dict[str, tuple[int, int]] = field(default_factory=dict)
+    headroom_ops: tuple[int, int] = (0, 0)  # finding 1: the ops whose pre-training share the headroom sweep varies
 
     def sweep(self) -> Sweep:
         return Sweep(self.name, [arm.eval for arm in self.arms])
@@ -234,7 +235,7 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
             claims.append(Claim(f"1h-{pct}-{split}", f"{top_ops} at {pct}% of pre-training: edge RL raises "
                                 f"pass@128 on {split}", f"rl-edge-top{pct}", f"base-top{pct}", (split,), "up",
                                 paper=number))
-    return Finding("finding1", arms, "base", "split_bars", claims, b.ladder_dict())
+    return Finding("finding1", arms, "base", "split_bars", claims, b.ladder_dict(), top)
 
 
 def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:

@@ -136,7 +136,9 @@ def finding_section(finding: Finding, evals: dict, out: Path, seed: int) -> list
         headroom = headroom.assign(exposure_pct=headroom["top_share_pct"],
                                    arm=headroom["checkpoint"].map(lambda c: "base" if c.startswith("base") else "RL edge"))
         try:
-            plots.plot_exposure(headroom, context=headroom["context"].iat[0], out=out / f"{finding.name}_headroom")
+            top = "–".join(map(str, dict.fromkeys(finding.headroom_ops)))
+            plots.plot_exposure(headroom, context=headroom["context"].iat[0], out=out / f"{finding.name}_headroom",
+                                xlabel=f"share of op {top} in pre-training (%)")
             parts.append(f"![headroom]({finding.name}_headroom.png)  \nHeadroom sweep: x is the share of the ID "
                          "range's upper third in pre-training (%).")
         except ValueError as err:
