@@ -286,6 +286,13 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
         text, expected = plan_text(finding, preset, root, parallel)
         plans[finding.name] = expected
         print(text + "\n", flush=True)
+    if len(findings) > 1:  # findings share steps (one base under several findings): count each once
+        union = {key: seconds for expected in plans.values() for key, seconds in expected.items()}
+        todo = {s.key for f in findings for s in f.sweep().steps() if not s.done(root)}
+        total = sum(union[k] or 0.0 for k in todo)
+        print(f"All {len(findings)} findings: {len(union)} distinct steps ({len(todo)} to run), expected CPU time "
+              f"{duration(total)} (shared steps counted once); with --parallel {parallel}: about "
+              f"{duration(total / parallel)}.\n", flush=True)
     if dry_run:
         return 0
     failed_total = 0

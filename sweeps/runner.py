@@ -294,6 +294,8 @@ def summarize(records: list[StepRecord], parallel: int = 1, now: float | None = 
                 left += record.expected_s
     order = ("done", "skipped", "running", "queued", "stopped", "failed", "blocked")
     line = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    if not counts["running"] and not counts["queued"]:
+        return f"{line}; nothing left to run"
     eta = f"ETA ~{duration(left / max(parallel, 1))}" if left or not unknown else "ETA unknown"
     if unknown:
         eta += f" (+ {unknown} step(s) without a measured rate)"

@@ -69,7 +69,7 @@ def test_local_sweep_runs_and_isolates_failures(local_sweep):
     assert summary["seed"] == 0 and summary["commit"]
     table = status_table(root, "demo")
     assert "failed" in table and by_label["bad"].log in table and "blocked" in table
-    assert table.splitlines()[-1].startswith("2 done, 1 failed, 1 blocked; ETA")
+    assert table.splitlines()[-1] == "2 done, 1 failed, 1 blocked; nothing left to run"
 
 
 def test_progress_callback_sees_steps_run_and_end(local_sweep):
