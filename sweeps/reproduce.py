@@ -81,8 +81,8 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
 class Ticker:
     """The live status: a line when a step starts or ends, and a summary with the ETA every `every` seconds."""
 
-    def __init__(self, name: str, parallel: int, every: float, stream=sys.stdout):
-        self.name, self.parallel, self.every, self.stream = name, parallel, every, stream
+    def __init__(self, name: str, parallel: int, every: float):
+        self.name, self.parallel, self.every = name, parallel, every
         self.seen: dict[str, str] = {}
         self.last = 0.0
 
@@ -95,14 +95,13 @@ class Ticker:
                     took = f" in {duration(r.ended - r.started)}" if r.ended and r.started else ""
                     expected = f" (expected {duration(r.expected_s)})" if r.expected_s and r.status != "running" else ""
                     note = f": {r.error} (log {r.log})" if r.status in ("failed", "blocked") else ""
-                    print(f"[{stamp}] {self.name}: {r.label} {r.status}{took}{expected}{note}", file=self.stream,
-                          flush=True)
+                    print(f"[{stamp}] {self.name}: {r.label} {r.status}{took}{expected}{note}", flush=True)
                     ended |= r.status != "running"
                 self.seen[r.key] = r.status
         if ended or time.time() - self.last >= self.every:  # a start alone gets its line, not a summary
             running = [r for r in records if live_status(r)[0] == "running"]
             print(f"[{stamp}] {self.name}: {summarize(records, self.parallel)}; running: "
-                  + (", ".join(r.label for r in running) or "none"), file=self.stream, flush=True)
+                  + (", ".join(r.label for r in running) or "none"), flush=True)
             self.last = time.time()
 
 
