@@ -4,8 +4,8 @@ The paper's findings are comparisons between arms (edge-RL vs ID-RL, α-variants
 Heavy-RL), not of each arm with its base, so a claim names the two arm groups it compares, the metric, the op
 range (as ladder splits, so it moves with a preset's ladder), the direction the paper reports and its number.
 
-A verdict is computed on the problems both groups evaluated. An arm group is every seed of one arm; per problem,
-pass@k is averaged over the group's seeds (problems some seed lacks are dropped), and the difference of the
+A verdict is computed on the problems both groups evaluated. An arm group is every seed of one arm (RL seeds,
+and pre-training seeds where the preset has several); per problem, pass@k is averaged over the group's seeds (problems some seed lacks are dropped), and the difference of the
 two groups' means is bootstrapped over problems (seed-to-seed spread is shown beside it as the range of the
 per-seed differences, since two or three seeds are too few to resample). Within a finding, Holm's procedure
 corrects the one-sided bootstrap p-values: "supports" when the claimed direction holds at family-wise α,
@@ -16,6 +16,7 @@ and contradicted by a Holm-significant rise.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -47,9 +48,9 @@ class Claim:
 
 
 def group_of(label: str) -> str:
-    """Arm group of an eval label: `rl-edge-s1` -> `rl-edge`."""
-    head, _, tail = label.rpartition("-s")
-    return head if head and tail.isdigit() else label
+    """Arm group of an eval label, without its RL and pre-training seeds: `rl-edge-p1-s0` -> `rl-edge`,
+    `base-p1` -> `base`."""
+    return re.sub(r"(-p\d+)?(-s\d+)?$", "", label) or label
 
 
 def per_problem(evals: Sequence[Evaluation], k: int) -> pd.DataFrame:

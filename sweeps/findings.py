@@ -71,6 +71,9 @@ class FindingsConfig:
     l_mode: Literal["paper", "measured"] = "paper"
     headroom_shares: list[float] = field(default_factory=lambda: list(PAPER_HEADROOM))
     exposures: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.01, 0.1])
+    # Pre-training seeds: every base (and everything built on it) is repeated per seed; claims pool them with the
+    # RL seeds. [0]: one pre-training per base, as the paper.
+    pretrain_seeds: list[int] = field(default_factory=lambda: [0])
     rates: Rates = field(default_factory=Rates)
 
     def validate(self, where: str) -> None:
@@ -78,6 +81,9 @@ class FindingsConfig:
             raise ConfigError(f"{where}.budgets: need at least one budget > 0, got {self.budgets}")
         if self.budget_scale is not None and not self.budget_scale > 0:
             raise ConfigError(f"{where}.budget_scale: must be > 0, got {self.budget_scale}")
+        if not self.pretrain_seeds or len(set(self.pretrain_seeds)) != len(self.pretrain_seeds) \
+                or any(s < 0 for s in self.pretrain_seeds):
+            raise ConfigError(f"{where}.pretrain_seeds: need distinct seeds >= 0, got {self.pretrain_seeds}")
         for name in ("headroom_shares", "exposures"):
             if any(not 0 <= s < 1 for s in getattr(self, name)):
                 raise ConfigError(f"{where}.{name}: shares must lie in [0, 1), got {getattr(self, name)}")
@@ -145,6 +151,13 @@ class Builder:
     def pretrain(self, label: str, data: Step, **overrides) -> Step:
         return Step.make("pretrain", label, self.preset, overrides, inputs={"--data": data})
 
+    def bases(self, label: str, data: Step, **overrides) -> list[tuple[str, Step]]:
+        """(tag, base) per pre-training seed of the preset: seed 0 keeps the plain labels (tag ""), seed p tags
+        the base and every arm built on it with `-p{p}`, which `analysis.claims.group_of` pools over."""
+        return [(f"-p{p}" if p else "", self.pretrain(f"{label}-p{p}" if p else label, data,
+                                                      **({"seed": p} if p else {}), **overrides))
+                for p in self.cfg.pretrain_seeds]
+
     def midtrain(self, label: str, data: Step, init: Step, **overrides) -> Step:
         return Step.make("midtrain", label, self.preset, overrides, inputs={"--data": data, "--init": init})
 
@@ -191,30 +204,32 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     the ID range's upper third in pre-training at 0.1 / 5 / 20 / 33.3 / 50 %, each base then RL'd on the edge)."""
     b = Builder(preset, ladder)
     evals = b.eval_corpus()
-    base = b.pretrain("base", b.pretrain_corpus())
     ranges = b.rl_ranges()
     top = thirds(b.ladder.ID.lo, b.ladder.ID.hi)[2]
-    arms = [Arm("base", b.evaluate("base", base, evals), (("rl_ops", "none"), ("top_share_pct", 100 * MAIN_SHARE)))]
-    for name, (lo, hi) in ranges.items():
-        pool = b.pool(name, lo, hi)
-        for seed in seeds:
-            label = f"rl-{name}-s{seed}"
-            arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed), evals),
-                            (("rl_ops", f"{lo}-{hi}"), ("arm", f"RL {name} (op {lo}-{hi})"), ("seed", seed),
-                             ("top_share_pct", 100 * MAIN_SHARE)), "base"))
-    edge_pool = b.pool("edge", *ranges["edge"])
+    pools = {name: b.pool(name, lo, hi) for name, (lo, hi) in ranges.items()}
+    arms = []
+    for p, base in b.bases("base", b.pretrain_corpus()):
+        arms.append(Arm(f"base{p}", b.evaluate(f"base{p}", base, evals),
+                        (("rl_ops", "none"), ("top_share_pct", 100 * MAIN_SHARE))))
+        for name, (lo, hi) in ranges.items():
+            for seed in seeds:
+                label = f"rl-{name}{p}-s{seed}"
+                arms.append(Arm(label, b.evaluate(label, b.rl(label, pools[name], base, seed), evals),
+                                (("rl_ops", f"{lo}-{hi}"), ("arm", f"RL {name} (op {lo}-{hi})"), ("seed", seed),
+                                 ("top_share_pct", 100 * MAIN_SHARE)), f"base{p}"))
     for share in b.cfg.headroom_shares:
         if share == MAIN_SHARE:
             continue  # the main base and its edge arms
         pct = _pct(share)
-        base_s = b.pretrain(f"base-top{pct}", b.pretrain_corpus(share, f"pretrain-top{pct}"))
-        arms.append(Arm(f"base-top{pct}", b.evaluate(f"base-top{pct}", base_s, evals),
-                        (("rl_ops", "none"), ("top_share_pct", round(100 * share, 6)), ("arm", "base"))))
-        for seed in seeds:
-            label = f"rl-edge-top{pct}-s{seed}"
-            arms.append(Arm(label, b.evaluate(label, b.rl(label, edge_pool, base_s, seed), evals),
-                            (("rl_ops", "{}-{}".format(*ranges["edge"])), ("top_share_pct", round(100 * share, 6)),
-                             ("arm", "RL edge"), ("seed", seed)), f"base-top{pct}"))
+        for p, base in b.bases(f"base-top{pct}", b.pretrain_corpus(share, f"pretrain-top{pct}")):
+            arms.append(Arm(f"base-top{pct}{p}", b.evaluate(f"base-top{pct}{p}", base, evals),
+                            (("rl_ops", "none"), ("top_share_pct", round(100 * share, 6)), ("arm", "base"))))
+            for seed in seeds:
+                label = f"rl-edge-top{pct}{p}-s{seed}"
+                arms.append(Arm(label, b.evaluate(label, b.rl(label, pools["edge"], base, seed), evals),
+                                (("rl_ops", "{}-{}".format(*ranges["edge"])),
+                                 ("top_share_pct", round(100 * share, 6)), ("arm", "RL edge"), ("seed", seed)),
+                                f"base-top{pct}{p}"))
     top_ops = f"op {top[0]}" + (f"–{top[1]}" if top[1] > top[0] else "")
     claims = [
         Claim("1a", "RL on ID raises pass@1 in distribution", "rl-ID", "base", ("ID",), "up", "pass@1"),
@@ -251,13 +266,14 @@ def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
         pct = _pct(share)
         corpus = b.corpus(f"pretrain-B{pct}", ops=[{"lo": lo, "hi": hi}], contexts=[
             {"name": A, "share": 1.0 - share}, {"name": B, "share": share, "ops": [{"lo": lo, "hi": lo}]}])
-        base = b.pretrain(f"base-B{pct}", corpus)
-        arms.append(Arm(f"base-B{pct}", b.evaluate(f"base-B{pct}", base, evals),
-                        (("exposure_pct", round(100 * share, 6)), ("arm", "base"))))
-        for seed in seeds:
-            label = f"rl-B{pct}-s{seed}"
-            arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed), evals),
-                            (("exposure_pct", round(100 * share, 6)), ("arm", "RL on A+B"), ("seed", seed)), f"base-B{pct}"))
+        for p, base in b.bases(f"base-B{pct}", corpus):
+            arms.append(Arm(f"base-B{pct}{p}", b.evaluate(f"base-B{pct}{p}", base, evals),
+                            (("exposure_pct", round(100 * share, 6)), ("arm", "base"))))
+            for seed in seeds:
+                label = f"rl-B{pct}{p}-s{seed}"
+                arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed), evals),
+                                (("exposure_pct", round(100 * share, 6)), ("arm", "RL on A+B"), ("seed", seed)),
+                                f"base-B{pct}{p}"))
     ood = ("edge", "hard")
     claims = []
     for share in b.cfg.exposures:
@@ -284,7 +300,7 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     b = Builder(preset, ladder)
     mid_cfg = load(MidtrainConfig, preset, "midtrain")
     budgets = scaled_budgets(preset)
-    base = b.pretrain("base", b.pretrain_corpus())
+    bases = b.bases("base", b.pretrain_corpus())
     evals = b.eval_corpus()
     ID, edge = b.ladder.ID, b.ladder.edge
     mid_corpus = b.corpus("mid", train_tokens=2 * max(budgets), ops=[
@@ -293,24 +309,25 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     plans = {budget: plan_budget(budget, list(BETAS), mid_cfg.tokens_per_step, step_cost, b.cfg.l_mode)
              for budget in budgets}
     pool = b.pool("edge", edge.lo, edge.hi, steps=max(1, *(a.rl_steps for p in plans.values() for a in p.arms)))
-    arms = [Arm("base", b.evaluate("base", base, evals))]
+    arms = [Arm(f"base{p}", b.evaluate(f"base{p}", base, evals)) for p, base in bases]
     claims = []
-    mids: dict[int, Step] = {}  # arms whose mid-training rounds to the same steps share one run
+    mids: dict[tuple[str, int], Step] = {}  # arms whose mid-training rounds to the same steps share one run
     for budget, plan in plans.items():
         tag = f"T{budget}"
         for arm in plan.arms:
-            model = base
-            if arm.mid_steps:
-                model = mids.setdefault(arm.mid_tokens, b.midtrain(f"mid-{tag}-b{arm.beta:g}", mid_corpus, base,
-                                                                   tokens=arm.mid_tokens))
-            for seed in seeds if arm.rl_steps else (0,):
-                label = f"{tag}-beta{arm.beta:g}" + (f"-s{seed}" if arm.rl_steps else "")
-                final = b.rl(label, pool, model, seed, steps=arm.rl_steps) if arm.rl_steps else model
-                design = (("beta", arm.beta), ("budget", budget), ("mid_tokens", arm.mid_tokens),
-                          ("rl_steps", arm.rl_steps), ("seed", seed))
-                planned = (("budget", budget), ("mid_tokens", arm.mid_tokens), ("rl_steps", arm.rl_steps),
-                           ("rl_step_cost", step_cost), ("l_mode", b.cfg.l_mode))
-                arms.append(Arm(label, b.evaluate(label, final, evals), design, "base", planned))
+            for p, base in bases:
+                model = base
+                if arm.mid_steps:
+                    model = mids.setdefault((p, arm.mid_tokens), b.midtrain(
+                        f"mid-{tag}-b{arm.beta:g}{p}", mid_corpus, base, tokens=arm.mid_tokens))
+                for seed in seeds if arm.rl_steps else (0,):
+                    label = f"{tag}-beta{arm.beta:g}{p}" + (f"-s{seed}" if arm.rl_steps else "")
+                    final = b.rl(label, pool, model, seed, steps=arm.rl_steps) if arm.rl_steps else model
+                    design = (("beta", arm.beta), ("budget", budget), ("mid_tokens", arm.mid_tokens),
+                              ("rl_steps", arm.rl_steps), ("seed", seed))
+                    planned = (("budget", budget), ("mid_tokens", arm.mid_tokens), ("rl_steps", arm.rl_steps),
+                               ("rl_step_cost", step_cost), ("l_mode", b.cfg.l_mode))
+                    arms.append(Arm(label, b.evaluate(label, final, evals), design, f"base{p}", planned))
         g = {beta: f"{tag}-beta{beta:g}" for beta in BETAS}
         claims += [
             Claim(f"3-{tag}-light-vs-mid", "Light-RL (β=0.2) gives the best OOD-edge pass@1: vs mid-training only",
@@ -333,15 +350,16 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
 def finding4(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
     """Process rewards: outcome, α = 0.2, α = 0.5 (R = α·outcome + (1 − α)·process) and strict, RL on the edge."""
     b = Builder(preset, ladder)
-    base = b.pretrain("base", b.pretrain_corpus())
     evals = b.eval_corpus()
     pool = b.pool("edge", b.ladder.edge.lo, b.ladder.edge.hi)
-    arms = [Arm("base", b.evaluate("base", base, evals), (("variant", "base"),))]
-    for variant, reward in REWARD_VARIANTS.items():
-        for seed in seeds:
-            label = f"rl-{variant}-s{seed}"
-            arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed, reward=reward), evals),
-                            (("variant", variant), ("seed", seed)), "base"))
+    arms = []
+    for p, base in b.bases("base", b.pretrain_corpus()):
+        arms.append(Arm(f"base{p}", b.evaluate(f"base{p}", base, evals), (("variant", "base"),)))
+        for variant, reward in REWARD_VARIANTS.items():
+            for seed in seeds:
+                label = f"rl-{variant}{p}-s{seed}"
+                arms.append(Arm(label, b.evaluate(label, b.rl(label, pool, base, seed, reward=reward), evals),
+                                (("variant", variant), ("seed", seed)), f"base{p}"))
     paper = {"alpha0.2": (4.7, 4.3, 4.5), "alpha0.5": (4.6, 3.4, 3.0), "strict": (5.2, 4.1, 2.6)}
     claims = []
     for variant, (low, hard1, hardk) in paper.items():
@@ -368,14 +386,15 @@ def sizes(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None
     for width in WIDTHS:
         hidden = max(model.heads * 2, round(model.hidden * width / (2 * model.heads)) * 2 * model.heads)
         arch = {**to_dict(model), "hidden": hidden, "ffn": round(model.ffn * width)}
-        base = b.pretrain(f"base-w{width:g}", corpus, model=arch)
-        arms.append(Arm(f"base-w{width:g}", b.evaluate(f"base-w{width:g}", base, evals),
-                        (("width", width), ("arm", "base"))))
-        for seed in seeds:
-            label = f"rl-w{width:g}-s{seed}"
-            step = b.rl(label, pool, base, seed, edge_filter={**to_dict(b.rl_cfg.edge_filter), "enabled": True})
-            arms.append(Arm(label, b.evaluate(label, step, evals),
-                            (("width", width), ("arm", "RL at own edge"), ("seed", seed)), f"base-w{width:g}"))
+        for p, base in b.bases(f"base-w{width:g}", corpus, model=arch):
+            arms.append(Arm(f"base-w{width:g}{p}", b.evaluate(f"base-w{width:g}{p}", base, evals),
+                            (("width", width), ("arm", "base"))))
+            for seed in seeds:
+                label = f"rl-w{width:g}{p}-s{seed}"
+                step = b.rl(label, pool, base, seed, edge_filter={**to_dict(b.rl_cfg.edge_filter), "enabled": True})
+                arms.append(Arm(label, b.evaluate(label, step, evals),
+                                (("width", width), ("arm", "RL at own edge"), ("seed", seed)),
+                                f"base-w{width:g}{p}"))
     return Finding("sizes", arms, "base-w1", "split_bars", [], b.ladder_dict())
 
 

@@ -96,3 +96,5 @@ def test_verdicts_match_the_constructed_answers(groups):
 
 def test_group_of_strips_only_a_seed_suffix():
     assert group_of("rl-edge-s12") == "rl-edge" and group_of("base") == "base" and group_of("rl-s-x") == "rl-s-x"
+    assert group_of("rl-edge-p1-s0") == "rl-edge" and group_of("base-p2") == "base"
+    assert group_of("base-top0.1") == "base-top0.1" and group_of("T21000-beta0.2-p1") == "T21000-beta0.2"

@@ -341,3 +341,25 @@ def test_a_calibrated_ladder_moves_every_op_range(tmp_path):
     path.write_text("edge: {lo: 6, hi: 8}\n")
     with pytest.raises(ValueError, match="--ladder"):
         read_ladder(path)
+
+
+def test_pretraining_seeds_repeat_every_base_and_pool_into_claim_groups(tmp_path):
+    import yaml
+
+    from analysis.claims import group_of
+    from core.config import PRESET_DIR
+    from sweeps.findings import finding4
+
+    preset = yaml.safe_load((PRESET_DIR / "smoke.yaml").read_text())
+    preset["findings"]["pretrain_seeds"] = [0, 1]
+    path = tmp_path / "two-seeds.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    finding = finding4(str(path), seeds=(0, 1))
+    one = finding4("smoke", seeds=(0, 1))
+    labels = {a.label: a for a in finding.arms}
+    assert len(finding.arms) == 2 * len(one.arms)
+    assert {a.label for a in one.arms} < set(labels)  # seed 0 keeps the plain labels (and the same steps)
+    assert labels["rl-strict-p1-s0"].reference == "base-p1"
+    base_p1 = dict(labels["rl-strict-p1-s0"].eval.inputs)["--model"]
+    assert spec(dict(base_p1.inputs)["--init"]).seed == 1
+    assert sum(group_of(label) == "rl-strict" for label in labels) == 4  # 2 pre-training x 2 RL seeds
