@@ -201,7 +201,12 @@ def _pct(share: float) -> str:
 
 def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
     """Edge of competence: RL on the paper's four op ranges from one base, and the headroom sweep (the share of
-    the ID range's upper third in pre-training at 0.1 / 5 / 20 / 33.3 / 50 %, each base then RL'd on the edge)."""
+    the ID range's upper third in pre-training at 0.1 / 5 / 20 / 33.3 / 50 %, each base then RL'd on the edge).
+
+    Presets: the four RL ranges keep their place on the ladder (paper 7–10 / 9–12 / 11–14 / 17–20 = the top four ID
+    ops / the ID–edge seam / the edge / the top four hard ops), so on micro's ladder they are 3–6 / 5–8 / 7–9 /
+    11–14; `smoke` sweeps one headroom share. Edges are the preset's ladder unless `--ladder` gives a calibrated one.
+    """
     b = Builder(preset, ladder)
     evals = b.eval_corpus()
     ranges = b.rl_ranges()
@@ -256,7 +261,10 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
 def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
     """Contextual transfer needs a seed: context A (zoo) on every op of the ladder (the paper's op 2–20), context
     B (teachers) only as atomic op-ID.lo problems at 0 / 0.1 / 1 / 10 % of rows; RL on 50 % A + 50 % B over
-    every op; both contexts evaluated."""
+    every op; both contexts evaluated.
+
+    Presets: "op 2–20" is the preset ladder's ID.lo … hard.hi (micro 2–14) and "op 2" its ID.lo. Claims about
+    "op 11–20" use the edge and hard splits of that ladder."""
     b = Builder(preset, ladder)
     evals = b.eval_corpus((A, B))
     lo, hi = b.ladder.ID.lo, b.ladder.hard.hi
@@ -296,7 +304,11 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     """Mid-training vs RL under fixed compute: budgets T (the paper's 1.05…20B scaled by this preset's
     pre-training tokens / 10B), split T_mid = (1 − β)T, T_RL = βT for β ∈ {0, 0.2, 0.5, 0.8, 1}; every arm is
     its own complete schedule (the paper cut one mid-training run at checkpoints). Mid-training is the paper's
-    20 % ID + 80 % edge; RL is on the edge, priced in the preset's L mode."""
+    20 % ID + 80 % edge; RL is on the edge, priced in the preset's L mode.
+
+    Presets: `paper` runs 1.05B and 20B (the endpoints paper.md gives) in L mode `paper`, so 1.05B buys the paper's
+    50 RL steps; `small` the same budgets scaled by 500M / 10B in `measured` mode; `micro` only 1.05B (2.52M) in
+    `measured` mode; `smoke` one budget scaled by 2e-5 so every β gets an RL step."""
     b = Builder(preset, ladder)
     mid_cfg = load(MidtrainConfig, preset, "midtrain")
     budgets = scaled_budgets(preset)
@@ -348,7 +360,9 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
 
 
 def finding4(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
-    """Process rewards: outcome, α = 0.2, α = 0.5 (R = α·outcome + (1 − α)·process) and strict, RL on the edge."""
+    """Process rewards: outcome, α = 0.2, α = 0.5 (R = α·outcome + (1 − α)·process) and strict, RL on the edge.
+
+    Presets: the paper's "op 2–14" and "op 15–20" are the ID + edge and the hard splits of the preset's ladder."""
     b = Builder(preset, ladder)
     evals = b.eval_corpus()
     pool = b.pool("edge", b.ladder.edge.lo, b.ladder.edge.hi)
