@@ -22,15 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from analysis.config import EvalConfig, Ladder, load_eval_config
 from analysis.evaldir import EvalError, read_summary, write_eval
-from core.config import ConfigError, parse_overrides, to_dict
+from core.config import ConfigError, config_help, help_formatter, parse_overrides, to_dict
+from core.lock import LockError, exclusive
 from core.provenance import provenance
-from core.rundir import InputError
+from core.rundir import InputError, check_stage
 from core.sampler import Rollouts, sample
 from datagen.corpus import CorpusError, corpus_tokenizer, load_gold, read_manifest, read_split
 from datagen.verify import verify
@@ -101,7 +103,7 @@ def load_model(model_dir: Path, progress: bool = True):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # truncated or corrupt weights
         raise EvalError(f"{model_dir}: cannot load checkpoint weights ({err})") from None
     return model.to(device).eval()
 
@@ -109,6 +111,12 @@ def load_model(model_dir: Path, progress: bool = True):
 def evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: EvalConfig, ladder: Ladder,
              name: str | None = None, progress: bool = True) -> dict | None:
     """Evaluate one checkpoint into `out`; its summary, or None when `out` already holds this evaluation."""
+    with exclusive(out):
+        return _evaluate(model_path, data, out, cfg, ladder, name, progress)
+
+
+def _evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: EvalConfig, ladder: Ladder,
+              name: str | None, progress: bool) -> dict | None:
     started = time.time()
     model_dir, manifest, tokenizer = load_inputs(model_path, data)
     name = name or checkpoint_name(model_dir)
@@ -118,6 +126,10 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Eva
                                      "ladder": ladder.splits()}))
     out = Path(out)
     if out.exists():
+        try:
+            check_stage(out, "eval")
+        except InputError as err:
+            raise EvalError(str(err)) from None
         if read_summary(out)["request"] != request:
             raise EvalError(f"{out}: holds an evaluation with a different request; choose another --out")
         return None
@@ -138,7 +150,7 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path, cfg: Eva
     sampling_s = time.time() - sampling_started
 
     summary = {
-        "checkpoint": name, "request": request, "seeds": {"sampling": cfg.seed, "bootstrap": cfg.seed},
+        "stage": "eval", "checkpoint": name, "request": request, "seeds": {"sampling": cfg.seed, "bootstrap": cfg.seed},
         "data": {"dir": request["data"], "split": cfg.split, "rendering": style,
                  "tokenizer_fingerprint": manifest["tokenizer"]["fingerprint"]},
         "model": {"dir": request["model"], "params": model.num_parameters(), "dtype": str(model.dtype),
@@ -203,20 +215,20 @@ def _throughput(samples: pd.DataFrame, seconds: float) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lab eval", description=__doc__.split("\n\n")[0],
-                                     epilog="other fields: --samples N --temperature T --problems-per-op P "
-                                            "--split S --greedy BOOL --seed S --max-new-tokens M "
-                                            "--batch-prompts B --ladder.edge.lo OP ...")
+                                     formatter_class=help_formatter,
+                                     epilog=config_help(argv, [("eval", EvalConfig), ("ladder", Ladder)]))
     parser.add_argument("--model", required=True, type=Path, help="HF model directory, or a run directory")
     parser.add_argument("--data", required=True, type=Path, help="corpus directory (lab datagen --out)")
     parser.add_argument("--out", required=True, type=Path, help="eval directory to create")
     parser.add_argument("--preset", default="smoke", help="preset name or YAML path (sections 'eval', 'ladder')")
+    parser.add_argument("--ladder-file", type=Path, help="a ladder.yaml (lab calibrate) in place of the preset's ladder")
     parser.add_argument("--name", help="checkpoint name in the tables (default: the run directory's name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     try:
-        cfg, ladder = load_eval_config(args.preset, parse_overrides(rest))
+        cfg, ladder = load_eval_config(args.preset, parse_overrides(rest), args.ladder_file)
         summary = evaluate(args.model, args.data, args.out, cfg, ladder, name=args.name, progress=not args.quiet)
-    except (ConfigError, EvalError) as err:
+    except (ConfigError, EvalError, InputError, LockError) as err:
         print(f"lab eval: error: {err}", file=sys.stderr)
         return 2
     if summary is None:

@@ -64,6 +64,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, type=Path, help="figure directory (created)")
     parser.add_argument("--runs", nargs="*", default=[], type=Path, help="run directories for training curves")
     args = parser.parse_args(argv)
+    blocked = next((p for p in (args.out, *args.out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        print(f"lab plot: error: {args.out}: cannot be a figure directory, {blocked} is a file; choose another --out",
+              file=sys.stderr)
+        return 2
     try:
         written = write_figures(read_evals(args.evals), args.out, args.runs)
     except ValueError as err:  # EvalError, or a table a figure cannot draw

@@ -36,9 +36,10 @@ PAPER_PROBLEMS, PAPER_SAMPLES = 200, 128
 
 
 def bench_corpus(root: Path, rows_per_op: int) -> Path:
-    """The micro preset's rendering and arithmetic, `rows_per_op` test problems at every op 2–20."""
+    """The micro preset's rendering and arithmetic, `rows_per_op` test (and train) problems at every op 2–20."""
+    rows = rows_per_op * len(PAPER_OPS)
     data = config.load_preset_section("micro", "datagen") | {
-        "splits": {"test": rows_per_op * len(PAPER_OPS)}, "ops": [{"lo": PAPER_OPS[0], "hi": PAPER_OPS[-1]}],
+        "splits": {"train": rows, "test": rows}, "ops": [{"lo": PAPER_OPS[0], "hi": PAPER_OPS[-1]}],
         "workers": 1}
     build_corpus(config.build(CorpusSpec, data, "datagen"), root / "corpus", progress=False)
     return root / "corpus"
@@ -53,8 +54,9 @@ def micro_model(root: Path, corpus: Path) -> Path:
 
 
 def gold_lengths(corpus: Path) -> dict[int, float]:
-    """Mean tokens of a gold completion (after `<solution>`, through `</answer>`) per op."""
-    rows = read_split(corpus, "test", columns=["op", "text"])
+    """Mean tokens of a gold completion (after `<solution>`, through `</answer>`) per op; from the train split,
+    which has every op (the test split may have no reasoning graph of a small op)."""
+    rows = read_split(corpus, "train", columns=["op", "text"])
     tokenizer = load_tokenizer(corpus / "tokenizer")
     completions = [text[len(prompt_of(text)):] for text in rows["text"]]
     rows["length"] = [len(ids) for ids in tokenizer(completions, add_special_tokens=False)["input_ids"]]

@@ -4,11 +4,22 @@ Every stage declares one dataclass (nested dataclasses allowed). A preset is one
 (`presets/smoke.yaml`, `micro`, `small`, `paper`) holding one section per stage, so a scale is a single
 place to read. Loading validates every key and type and names the offending field (`datagen.contexts[1].share`),
 so a typo fails loudly before any work starts.
+
+The dataclasses are also the CLI's documentation: `config_help` lists every field (dotted path, type, the chosen
+preset's value) with its meaning taken from the `# comment` on the field's line (or the comment block just above
+it). Comments are this project's existing way of saying what a field means, so the help needs nothing written twice.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
+import functools
+import inspect
+import io
+import textwrap
+import tokenize
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -111,6 +122,9 @@ def _set_dotted(data: dict, dotted: str, value: Any, section: str) -> None:
             else:
                 node = node[index]
         else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{section}.{'.'.join(parts[:i])}: is a plain value ({node!r}), it has no field "
+                                  f"{part!r}")
             if last:
                 node[part] = value
             else:
@@ -181,7 +195,105 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp!r}")
 
 
+def config_help(argv: list[str], sections: list[tuple[str, type]]) -> str:
+    """The typed fields of a stage's CLI, for argparse's epilog: every (nested) field of each preset section with its
+    type, the value of the preset named in `argv` (default smoke) and its meaning. Fields of the first section are
+    plain `--field`; those of any further section are `--section.field` (as `lab eval`'s `--ladder.edge.lo`)."""
+    preset = _preset_of(argv)
+    lines = []
+    for index, (section, cls) in enumerate(sections):
+        flag = "" if index == 0 else f"{section}."
+        try:
+            values, source = to_dict(load(cls, preset, section)), f"preset {preset!r}"
+        except ConfigError as err:
+            values, source = None, f"preset {preset!r} does not load: {err}"
+        lines.append(f"config fields of section {section!r} ({source}); set any with --FIELD VALUE (YAML):")
+        for path, tp, value, meaning in _leaf_fields(cls, values, section):
+            shown = "(required)" if value is dataclasses.MISSING else _flow(value)
+            lines.append(f"  --{flag}{path} {_type_name(tp)} = {shown}")
+            if meaning:
+                lines.extend(textwrap.wrap(meaning, 112, initial_indent="      ", subsequent_indent="      "))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    """Keeps the epilog's line breaks (argparse would reflow the field list into one paragraph)."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _preset_of(argv: list[str]) -> str:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--preset", default="smoke")
+    return parser.parse_known_args(argv)[0].preset
+
+
+def _leaf_fields(cls: type, values: dict | None, prefix: str):
+    """(dotted path without the section, type, value, meaning) of every field, nested dataclasses flattened."""
+    hints, meanings = get_type_hints(cls), field_meanings(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        if values is not None:
+            value = values.get(f.name, dataclasses.MISSING)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = to_dict(f.default_factory())
+        else:
+            value = dataclasses.MISSING
+        if dataclasses.is_dataclass(tp):
+            nested = value if isinstance(value, dict) else None
+            for path, sub_tp, sub_value, meaning in _leaf_fields(tp, nested, f.name):
+                yield f"{f.name}.{path}", sub_tp, sub_value, meaning
+        else:
+            yield f.name, tp, value, meanings.get(f.name, "")
+
+
+@functools.cache
+def field_meanings(cls: type) -> dict[str, str]:
+    """field -> the `# comment` on its line(s), else the comment lines directly above it (inherited fields too)."""
+    meanings: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # no source at hand (e.g. a zipped install): no meanings, still the fields
+            continue
+        comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                    for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+        lines = source.splitlines()
+        for node in ast.parse(source).body[0].body:
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+            above, n = [], node.lineno - 1
+            while n >= 1 and n in comments and lines[n - 1].lstrip().startswith("#"):
+                above.insert(0, comments[n])
+                n -= 1
+            meaning = " ".join(trailing or above)
+            if meaning or node.target.id not in meanings:  # a subclass that only changes a default keeps the meaning
+                meanings[node.target.id] = meaning
+    return meanings
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "{" + ",".join(map(str, get_args(tp))) + "}"
+    if origin in (Union, types.UnionType):
+        return " | ".join("null" if a is type(None) else _type_name(a) for a in get_args(tp))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in get_args(tp))}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _flow(value: Any) -> str:
+    """A value as it would be typed on the command line (YAML flow style)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip().removesuffix("\n...")
+
+
 __all__ = [
-    "ConfigError", "PRESET_DIR", "build", "load", "load_preset_section", "parse_overrides",
-    "preset_names", "preset_path", "to_dict",
+    "ConfigError", "PRESET_DIR", "build", "config_help", "field_meanings", "help_formatter", "load",
+    "load_preset_section", "parse_overrides", "preset_names", "preset_path", "to_dict",
 ]

@@ -2,8 +2,10 @@
 
 A stage writes its config first, checkpoints while it trains, saves the HF model through a temp dir and a rename,
 and writes `summary.json` last, so a directory is either finished, resumable or refused, never half-written. The
-Lightning callbacks here make that hold across SIGTERM and resumes; they live below every stage so none of them
-reaches into another's recipe.
+Lightning callbacks here make that hold across SIGTERM and resumes, and stop a run that goes non-finite before it
+saves anything; they live below every stage so none of them reaches into another's recipe. Every record a stage
+writes names the stage, so a directory of another stage is refused as an output instead of being read as a finished
+run. (The lock that keeps two processes out of one directory is `core.lock`.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers.utils import logging as hf_logging
@@ -22,6 +25,43 @@ from transformers.utils import logging as hf_logging
 
 class InputError(ValueError):
     """An input of a run (corpus, init checkpoint, run directory) is missing or does not fit; nothing was trained."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss, gradient or weight; the run stopped and saved nothing from that step."""
+
+
+class StopOnNonFinite(Callback):
+    """Stop a run at the first non-finite loss, gradient or weight, before a checkpoint or the model can record it.
+
+    An infinite learning rate otherwise trains "successfully" to NaN weights and exits 0. Gradients are checked
+    before each optimizer step, and the loss and weights after each batch; Lightning runs ModelCheckpoint's hooks
+    after every other callback's, so the last checkpoint on disk is always the last finite state. (The precisions
+    offered here have no fp16 loss scaler, whose skipped inf-gradient steps would be legitimate.)"""
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer) -> None:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads and not _all_finite(grads):
+            self._stop(trainer, "gradient")
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, *_) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
+            self._stop(trainer, "loss")
+        if not _all_finite([p.detach() for p in module.parameters()]):
+            self._stop(trainer, "weights")
+
+    @staticmethod
+    def _stop(trainer: L.Trainer, what: str) -> None:
+        raise NonFiniteError(f"non-finite {what} at optimizer step {trainer.global_step}; stopped without saving "
+                             "a model (lower the learning rate, or check the data); the last checkpoint, if any, "
+                             "holds the last finite state")
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    # The max-abs norm is finite exactly when every entry is (NaN propagates through it), in one fused pass; an
+    # L2 norm would also call huge but finite values infinite once their squares overflow.
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=float("inf"))))
 
 
 class Stopwatch(Callback):
@@ -62,6 +102,10 @@ class CheckpointOnSigterm(Callback):
             trainer.save_checkpoint(self.path)
             # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
             # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.
+            # Lightning 2.6 has no public way to do this (logging the metrics by hand would skip its step
+            # bookkeeping and log_every_n_steps rule), so these two private calls are pinned instead: setup.cfg
+            # bounds lightning to the tested minor version, and tests/test_pretrain_run.py's
+            # test_killed_and_rerun_equals_uninterrupted (which logs every step) fails if a step goes missing.
             trainer._logger_connector.on_batch_end()
             trainer._logger_connector.update_train_step_metrics()
             raise SIGTERMException()
@@ -73,8 +117,38 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def stage_of(out: Path) -> str | None:
+    """The stage whose output directory `out` is, as its first-written record says.
+
+    A training run's config.json and summary.json and an evaluation's summary.json carry `stage`; a corpus is
+    known by its manifest. None for a missing or empty directory (a fresh output), "unknown" for one whose record
+    names no stage (written by something else, or by a version of the lab that did not record it)."""
+    for name in ("config.json", "summary.json"):
+        path = out / name
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except ValueError:
+                return "unknown"
+            return record.get("stage", "unknown") if isinstance(record, dict) else "unknown"
+    if (out / "manifest.json").is_file():
+        return "datagen"
+    return None
+
+
+def check_stage(out: Path, stage: str) -> None:
+    """Refuse an output path that is a file or a directory another stage wrote (an eval dir as a pretrain --out)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file, not a directory for lab {stage}; choose another --out")
+    found = stage_of(out) if out.exists() else None
+    if found not in (None, stage):
+        raise InputError(f"{out}: holds the output of another stage ({found}), not of lab {stage}; "
+                         "choose another --out")
+
+
 def check_run_dir(out: Path, record: dict) -> None:
-    """Refuse to resume or skip a run directory that was started with other arguments."""
+    """Refuse an output of another stage, or a run directory that was started with other arguments."""
+    check_stage(out, record["stage"])
     path = out / "config.json"
     if path.exists() and json.loads(path.read_text()) != json.loads(json.dumps(record)):
         raise InputError(f"{out}: holds a run with a different config, corpus or init; "

@@ -9,7 +9,9 @@ memory traffic and per-call overhead rather than arithmetic, so this, a prealloc
 uniform draw per row are where the speed comes from (see benchmarks/bench_sampler.py).
 
 Needs a transformers causal LM with `.model` and `.lm_head` whose attention dispatches through `AttentionInterface`
-(the Qwen2/Llama family) and no sliding window. Rows of the result are prompt-major (row i belongs to prompt i // k),
+(the Qwen2/Llama family) and no sliding window. The cache is passed as `cache=` (transformers 5.x renamed it from
+`past_key_values`, which goes in 5.40); the custom cache layer and attention hook rest on transformers internals, so
+setup.cfg bounds transformers to the versions tests/test_sampler.py (the sampler against `generate`) has passed on. Rows of the result are prompt-major (row i belongs to prompt i // k),
 the layout `rl.losses.group_advantages` expects.
 """
 
@@ -109,7 +111,7 @@ def _prefill(model, prompts: _Prompts) -> tuple[_SharedPrefix, torch.Tensor]:
         input_ids=prompts.ids,
         attention_mask=prompts.valid.long(),  # transformers builds the mask in the form its attention kernel wants
         position_ids=(prompts.valid.long().cumsum(-1) - 1).clamp(min=0),
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
     ).last_hidden_state[:, -1]
     padding = ~prompts.valid
@@ -155,7 +157,7 @@ def _decode(model, prefix, prompts, logits, k, max_new_tokens, sampling, stop_to
                 input_ids=token[:, None],
                 attention_mask={"full_attention": None},  # the prefix mask travels in shared_prefix
                 position_ids=next_position + (step - 1),
-                past_key_values=suffix_cache,
+                cache=suffix_cache,
                 use_cache=True,
                 shared_prefix=prefix,
             ).last_hidden_state[:, -1]
@@ -251,14 +253,30 @@ def _attention_implementation(model, name: str) -> Iterator[None]:
 
 def _choose(logits: torch.Tensor, sampling: _Sampling) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Next token per row and, if requested, the log-probs of the distribution it was drawn from."""
+    logits = sampling_logits(logits, sampling.temperature, sampling.top_p)
     if sampling.temperature == 0:
         token = logits.argmax(-1)
     else:
-        logits = logits / sampling.temperature
-        if sampling.top_p < 1.0:
-            logits = _nucleus_filter(logits, sampling.top_p)
         token = _inverse_cdf_draw(torch.softmax(logits, -1), sampling.generator)
     return token, (torch.log_softmax(logits, -1) if sampling.return_logprobs else None)
+
+
+def sampling_logits(logits: torch.Tensor, temperature: float, top_p: float = 1.0,
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of the distribution `sample` draws from: divided by the temperature, tokens outside the top_p
+    nucleus at -inf. Temperature 0 (greedy) leaves them as they are. RL computes its ratio with this same function,
+    so the log-probs it trains on are those of the distribution the rollouts came from.
+
+    `keep` [..., V] (bool) marks tokens never cut by the nucleus: training passes the sampled token, which the
+    sampler's nucleus held, so a last-bit rounding difference between a decode step and a full forward pass at the
+    nucleus boundary cannot turn its log-prob into -inf.
+    """
+    if temperature == 0:
+        return logits
+    logits = logits / temperature
+    if top_p < 1.0:
+        logits = _nucleus_filter(logits, top_p, keep)
+    return logits
 
 
 def _inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -270,12 +288,14 @@ def _inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) ->
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
-def _nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+def _nucleus_filter(logits: torch.Tensor, top_p: float, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose mass reaches top_p (the top token always survives)."""
     sorted_logits, order = logits.sort(-1, descending=True)
     sorted_probs = sorted_logits.softmax(-1)
     drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    if keep is not None:
+        drop &= ~keep
     return logits.masked_fill(drop, float("-inf"))
 
 

@@ -13,12 +13,9 @@ from __future__ import annotations
 import random
 import string
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from datagen.graph import Node, Problem
-
-if TYPE_CHECKING:
-    from datagen.contexts import Context
+from datagen.graph import DIFFERENCE_KINDS, Node, Problem
 
 # compact-inline writes each operand's value right after its name ("C = A 1 - B 2 = 22 ;"), which turns a
 # step value from two look-ups plus arithmetic into single look-ups and local arithmetic: the rendering a
@@ -26,6 +23,7 @@ if TYPE_CHECKING:
 STYLES = ("natural", "compact", "compact-inline")
 FORMAT_TOKENS = ("<question>", "</question>", "<solution>", "</solution>", "<answer>", "</answer>")
 OPERATORS = ("+", "-", "*")
+GROUPING = ("(", ")")
 # The natural solution skeleton: "Define <label> as A ; so A = <expr> = <value> ." The parser splits steps at
 # STEP_MARKER, so no name or template may contain that word.
 STEP_MARKER = "Define"
@@ -34,22 +32,50 @@ COMPACT_SYMBOLS = ("=", ";", "?")
 # Solution variables in step order: A..Z, then AA..ZZ (enough for any op a context's slots can hold).
 VARIABLES = tuple(string.ascii_uppercase) + tuple(a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)
 
-# Natural-language templates; a context may override any of them (same placeholders) under `phrasing`.
-# `label` names an instance quantity in the solution steps; statements and the question use the context's
-# `instance` / `aggregate` phrases as {target}, {a}, {b}, {c}.
+# Natural-language templates, GSM-Infinite's statement forms; a context may override any of them (same
+# placeholders) under `phrasing`. `label` names an instance quantity in the solution steps; statements and
+# the question use the context's `instance` / `aggregate` phrases as {target}, {a}, {b}; {terms} is a list of
+# three or more ("the A , the B , and the C"), {const} a number.
 DEFAULT_PHRASING = {
     "label": "{item} in {group}",
-    "leaf": "The {target} equals {const} .",
-    "const_add": "The {target} equals {const} more than the {a} .",
-    "const_sub": "The {target} equals {const} less than the {a} .",
-    "const_mul": "The {target} equals {const} times the {a} .",
-    "binary_add": "The {target} equals the sum of the {a} and the {b} .",
-    "binary_sub": "The {target} equals the difference of the {a} and the {b} .",
-    "binary_mul": "The {target} equals the product of the {a} and the {b} .",
-    "sum3": "The {target} equals the sum of the {a} , the {b} and the {c} .",
+    "const": "The {target} equals {const} .",
+    "copy": "The {target} equals the {a} .",
+    "c_add_X": "The {target} equals {const} plus the {a} .",
+    "c_mul_X": "The {target} equals {const} times the {a} .",
+    "c_sub_X": "The {target} equals {const} less than the {a} .",
+    "sum2": "The {target} equals the sum of the {a} and the {b} .",
+    "diff2": "The {target} equals the difference between the {a} and the {b} .",
+    "sumk": "The {target} equals the sum of {terms} .",
+    "c_add_sum2": "The {target} equals {const} plus the sum of the {a} and the {b} .",
+    "c_mul_sum2": "The {target} equals {const} times the sum of the {a} and the {b} .",
+    "c_sub_sum2": "The {target} equals {const} less than the sum of the {a} and the {b} .",
+    "c_add_diff2": "The {target} equals {const} plus the difference between the {a} and the {b} .",
+    "c_mul_diff2": "The {target} equals {const} times the difference between the {a} and the {b} .",
+    "c_sub_diff2": "The {target} equals {const} less than the difference between the {a} and the {b} .",
+    "c_add_sumk": "The {target} equals {const} plus the sum of {terms} .",
+    "c_mul_sumk": "The {target} equals {const} times the sum of {terms} .",
+    "c_sub_sumk": "The {target} equals {const} less than the sum of {terms} .",
     "question": "What is the {target} ?",
 }
-_OP_SUFFIX = {"+": "add", "-": "sub", "*": "mul"}
+# How {terms} is spelled: "the A , the B , and the C" (fixed words, so the vocabulary stays closed).
+TERM_WORDS = ("the", ",", "and")
+_OP_WORD = {"+": "add", "-": "sub", "*": "mul"}
+
+
+class Context(Protocol):
+    """What rendering reads from a context (datagen.contexts.Context); a protocol, so this module needs no
+    import of contexts.py, which itself checks phrasing overrides against DEFAULT_PHRASING here."""
+
+    name: str
+    groups: tuple[str, ...]
+    items: tuple[str, ...]
+    category: str
+    instance: str
+    aggregate: str
+    phrasing: dict[str, str]
+    compact_groups: tuple[str, ...]
+    compact_items: tuple[str, ...]
+    compact_category: str
 
 
 @dataclass(frozen=True)
@@ -93,13 +119,13 @@ def render(problem: Problem, ctx: Context, style: str, rng: random.Random) -> Re
 def vocabulary(ctx: Context, style: str) -> list[str]:
     """Every whitespace-separated token `render` can emit for this context, numbers aside."""
     _check_style(style)
-    words = set(FORMAT_TOKENS) | set(OPERATORS)
+    words = set(FORMAT_TOKENS) | set(OPERATORS) | set(GROUPING)
     if _is_compact(style):
         words |= set(COMPACT_SYMBOLS)
         stems = (*ctx.compact_items, ctx.compact_category)
         words |= {code + stem for code in ctx.compact_groups for stem in stems}
         return sorted(words)
-    words |= set(STEP_WORDS) | set(VARIABLES)
+    words |= set(STEP_WORDS) | set(VARIABLES) | set(TERM_WORDS)
     templates = [ctx.instance, ctx.aggregate, *DEFAULT_PHRASING.values(), *ctx.phrasing.values()]
     for text in (*ctx.groups, *ctx.items, ctx.category, *templates):
         words.update(w for w in text.split() if not w.startswith("{"))
@@ -165,55 +191,67 @@ def _variables(problem: Problem) -> dict[int, str]:
     return {node.index: var for node, var in zip(necessary, VARIABLES)}
 
 
-def _expression(node: Node, refs) -> str:
-    """The right-hand side naming parents through `refs` (a name or variable per node index)."""
+def step_expression(node: Node, refs) -> str:
+    """The right-hand side of a solution step (and of a compact statement), naming parents through `refs`.
+
+    `refs[i]` is how node i is written: a name, a variable, or (compact-inline) a name followed by its
+    value. The result is an infix expression of those references, integer constants, `+ - *` and `( )`, every
+    token separated by one space: `A`, `3 + A`, `A - 3`, `A + B + C`, `A - B`, `3 * ( A + B )`,
+    `( A - B ) - 3`. verify.py parses gold and predicted steps with this one definition.
+    """
     if node.kind == "const":
-        return f"{refs[node.parents[0]]} {node.op} {node.const}"
-    if node.kind == "binary":
-        return f"{refs[node.parents[0]]} {node.op} {refs[node.parents[1]]}"
-    return " + ".join(refs[p] for p in node.parents)
+        return str(node.const)
+    terms = [refs[p] for p in node.parents]
+    inner = " - ".join(terms) if node.kind in DIFFERENCE_KINDS else " + ".join(terms)
+    if node.op is None:
+        return inner
+    if len(terms) > 1:
+        inner = f"( {inner} )"
+    if node.op == "-":
+        return f"{inner} - {node.const}"
+    return f"{node.const} {node.op} {inner}"
+
+
+def _statement(node: Node, phrases: list[str], phrasing: dict[str, str]) -> str:
+    """The natural-language statement of a stated quantity (totals are never stated)."""
+    parents = [phrases[p] for p in node.parents]
+    shape = "sumk" if node.kind in ("sumk", "c_op_sumk") else node.kind.removeprefix("c_op_")
+    key = shape if node.op is None else f"c_{_OP_WORD[node.op]}_{shape}"
+    fields = {"target": phrases[node.index], "const": node.const}
+    if shape == "sumk":
+        fields["terms"] = " , ".join(f"the {p}" for p in parents[:-1]) + f" , and the {parents[-1]}"
+    else:
+        fields.update(zip("ab", parents))
+    return phrasing[key].format(**fields)
+
+
 
 
 def _natural(problem: Problem, ctx: Context, labels: list[str], phrases: list[str]
              ) -> tuple[list[str], str, list[str]]:
     phrasing = {**DEFAULT_PHRASING, **ctx.phrasing}
-    statements = []
-    for node in problem.nodes:
-        target = phrases[node.index]
-        parents = [phrases[p] for p in node.parents]
-        if node.kind == "leaf":
-            statements.append(phrasing["leaf"].format(target=target, const=node.const))
-        elif node.kind == "const":
-            template = phrasing["const_" + _OP_SUFFIX[node.op]]
-            statements.append(template.format(target=target, const=node.const, a=parents[0]))
-        elif node.kind == "binary":
-            template = phrasing["binary_" + _OP_SUFFIX[node.op]]
-            statements.append(template.format(target=target, a=parents[0], b=parents[1]))
-        elif node.kind == "sum3":
-            statements.append(phrasing["sum3"].format(target=target, a=parents[0], b=parents[1], c=parents[2]))
-        # Aggregates are never stated: "total ... in a group" is implied by the group's listed quantities.
+    # Totals are never stated: "total ... in a group" is implied by the group's listed quantities.
+    statements = [_statement(node, phrases, phrasing) for node in problem.nodes if node.kind != "aggregate"]
     question = phrasing["question"].format(target=phrases[problem.query])
     variables = _variables(problem)
     steps = []
     for node in problem.necessary_nodes():
         var = variables[node.index]
-        if node.kind == "leaf":
+        if node.kind == "const":
             steps.append(f"{STEP_MARKER} {labels[node.index]} as {var} ; so {var} = {node.value} .")
         else:
-            expression = _expression(node, variables)
+            expression = step_expression(node, variables)
             steps.append(f"{STEP_MARKER} {labels[node.index]} as {var} ; so {var} = {expression} = {node.value} .")
     return statements, question, steps
 
 
 def _compact(problem: Problem, names: list[str], style: str) -> tuple[list[str], str, list[str]]:
-    statements = [
-        f"{names[n.index]} = {n.const if n.kind == 'leaf' else _expression(n, names)} ;" for n in problem.nodes
-    ]
+    statements = [f"{names[n.index]} = {step_expression(n, names)} ;" for n in problem.nodes]
     # How a step's expression refers to its operands: by name, or (inline) by name followed by value.
     operands = names if style == "compact" else [f"{name} {n.value}" for name, n in zip(names, problem.nodes)]
     steps = [
-        f"{names[n.index]} = {n.value} ;" if n.kind == "leaf"
-        else f"{names[n.index]} = {_expression(n, operands)} = {n.value} ;"
+        f"{names[n.index]} = {n.value} ;" if n.kind == "const"
+        else f"{names[n.index]} = {step_expression(n, operands)} = {n.value} ;"
         for n in problem.necessary_nodes()
     ]
     return statements, f"? {names[problem.query]}", steps

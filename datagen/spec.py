@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.config import ConfigError
+from core.config import ConfigError, to_dict
 from datagen.graph import GraphConfig
 
 SPLITS = ("train", "val", "test", "rl")
@@ -59,7 +59,7 @@ class CorpusSpec:
     graph: GraphConfig = field(default_factory=GraphConfig)
     seed: int = 0
     shard_rows: int = 50_000
-    workers: int = 1
+    workers: int = 1  # processes building shards; the bytes do not depend on it, so it is no part of `identity`
 
     def validate(self, where: str) -> None:
         from datagen.contexts import available_contexts
@@ -91,6 +91,11 @@ class CorpusSpec:
             raise ConfigError(f"{where}.shard_rows: must be >= 1")
         if self.workers < 1:
             raise ConfigError(f"{where}.workers: must be >= 1")
+
+    def identity(self) -> dict:
+        """The spec as plain data, less what the corpus's bytes do not depend on: a manifest records this, and a
+        rebuild with another worker count is the same corpus."""
+        return {k: v for k, v in to_dict(self).items() if k != "workers"}
 
     def op_weights(self, context: ContextShare) -> dict[int, float]:
         """Normalised probability of each op for one context."""

@@ -20,14 +20,14 @@ from datagen.spec import OpRange
 class ModelConfig:
     """A Qwen2-style decoder; the vocabulary comes from the corpus tokenizer, not from here."""
 
-    layers: int = 12
-    hidden: int = 768
-    ffn: int = 3072
-    heads: int = 12
-    kv_heads: int = 2
-    rope_theta: float = 1e6
-    norm_eps: float = 1e-6
-    tie_embeddings: bool = True
+    layers: int = 12  # decoder blocks
+    hidden: int = 768  # residual stream width
+    ffn: int = 3072  # SwiGLU MLP inner width
+    heads: int = 12  # query heads; hidden / heads is the head dim
+    kv_heads: int = 2  # key/value heads (grouped-query attention when < heads)
+    rope_theta: float = 1e6  # RoPE base frequency
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    tie_embeddings: bool = True  # share the input embedding with the output head
     max_len: int = 2048  # RoPE context the model is built for; seq_len may not exceed it
 
     def validate(self, where: str) -> None:
@@ -53,6 +53,14 @@ class TrainConfig:
     warmup: float = 0.05  # fraction of steps
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    # pretrain.optim: "muon" puts the hidden 2-D matrices on torch.optim.Muon (its own lr and momentum); embeddings,
+    # head, norms and biases stay on AdamW at `lr`. "wsd": warmup, constant, then a 1-sqrt cooldown over the last
+    # `decay` fraction of the steps, instead of warmup + cosine; both end at min_lr.
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay: float = 0.2
     grad_clip: float = 1.0
     loss: Literal["all", "solution"] = "all"  # "solution": only tokens after <solution> are targets
     split: str = "train"
@@ -88,10 +96,16 @@ class TrainConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(self, name)}")
         if self.seq_len < 2:
             raise ConfigError(f"{where}.seq_len: must be >= 2, got {self.seq_len}")
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"{where}.lr: must be finite, got {self.lr}")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError(f"{where}.min_lr: must lie in (0, lr={self.lr}], got {self.min_lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"{where}.warmup: fraction must lie in [0, 1), got {self.warmup}")
+        if self.muon_lr <= 0 or not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"{where}.muon_lr: must be > 0 and muon_momentum in [0, 1)")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"{where}.decay: fraction must lie in (0, 1], got {self.decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{where}.betas: expected two values in [0, 1), got {self.betas}")
         if self.weight_decay < 0 or self.grad_clip < 0:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from core.rundir import InputError
@@ -69,13 +70,16 @@ def load_init(model_dir: str | Path, tokenizer: PreTrainedTokenizerFast) -> Qwen
     config_path = model_dir / "config.json"
     if not config_path.exists():
         raise InputError(f"{model_dir}: no model checkpoint (config.json missing); is the init run finished?")
-    model_type = json.loads(config_path.read_text()).get("model_type")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (ValueError, AttributeError):
+        raise InputError(f"{config_path}: not a valid model config (corrupt JSON)") from None
     if model_type != "qwen2":
         raise InputError(f"{model_dir}: incompatible checkpoint (model_type {model_type!r}, expected 'qwen2')")
     check_same_vocabulary(model_dir, tokenizer)
     try:
         model = Qwen2ForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # truncated or corrupt weights
         raise InputError(f"{model_dir}: cannot load checkpoint weights ({err})") from None
     if model.config.vocab_size != len(tokenizer):
         raise InputError(f"{model_dir}: checkpoint vocab_size {model.config.vocab_size} != "

@@ -1,9 +1,8 @@
-"""The LightningModule: next-token loss on packed rows, AdamW, warmup + cosine to a floor.
+"""The LightningModule: next-token loss on packed rows; optimizer and schedule from `pretrain.optim`.
 
 The loss is computed here rather than by the HF model so one forward pass gives both the all-token loss and
 the solution-token loss (tokens after `<solution>`, the part RL later samples); the config picks which one
-is optimised and both are always logged. Weight decay skips 1-D parameters (norm gains, biases), the usual
-choice for transformer pre-training. Everything else (clipping, precision, accumulation, checkpoints,
+is optimised and both are always logged. Everything else (clipping, precision, accumulation, checkpoints,
 throughput, progress) is the Trainer's.
 """
 
@@ -13,10 +12,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
-from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
 
 from pretrain.config import TrainConfig
 from pretrain.data import IGNORE
+from pretrain.optim import build_optimizer, build_schedule
 
 
 def token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,12 +50,6 @@ class CausalLM(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
-                                      fused=self.device.type == "cuda")
-        scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            optimizer, num_warmup_steps=round(self.cfg.warmup * self.cfg.steps),
-            num_training_steps=self.cfg.steps, min_lr=self.cfg.min_lr)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        optimizer = build_optimizer(self.model, self.cfg, fused=self.device.type == "cuda")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_schedule(optimizer, self.cfg),
+                                                         "interval": "step"}}

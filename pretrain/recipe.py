@@ -24,8 +24,17 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
 
 from core.config import to_dict
+from core.lock import exclusive
 from core.provenance import provenance
-from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from core.rundir import (
+    CheckpointOnSigterm,
+    InputError,
+    StopOnNonFinite,
+    Stopwatch,
+    check_run_dir,
+    save_hf_model,
+    write_json,
+)
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.config import TrainConfig
 from pretrain.data import PackedData, length_stats
@@ -91,6 +100,7 @@ class Recipe:
             ModelCheckpoint(dirpath=self.ckpt.parent, every_n_train_steps=cfg.checkpoint_every, save_top_k=0,
                             save_last=True, enable_version_counter=False),
             CheckpointOnSigterm(self.ckpt),
+            StopOnNonFinite(),
             LearningRateMonitor(logging_interval="step"),
             ThroughputMonitor(batch_size_fn=lambda b: b["input_ids"].shape[0],
                               length_fn=lambda b: b["input_ids"].numel(),
@@ -154,11 +164,12 @@ class Recipe:
 def run(stage: str, cfg: TrainConfig, data: str | Path, out: str | Path, init: str | Path | None = None,
         progress: bool = True) -> dict | None:
     """Train (or resume, or skip if finished) one run; the summary, or None when it was already finished."""
-    recipe = Recipe(stage, cfg, data, out, init, progress)
-    recipe.setup()
-    if recipe.finished:
-        return None
-    recipe.train()
-    summary = recipe.save()
-    recipe.cleanup()
-    return summary
+    with exclusive(out):
+        recipe = Recipe(stage, cfg, data, out, init, progress)
+        recipe.setup()
+        if recipe.finished:
+            return None
+        recipe.train()
+        summary = recipe.save()
+        recipe.cleanup()
+        return summary

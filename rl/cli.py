@@ -1,6 +1,7 @@
 """`lab rl --preset NAME --data CORPUS --init RUN_DIR --out RL_DIR [--field value ...]`: GRPO-family RL.
 
-Exit codes as for `lab pretrain`: 0 done (or already finished), 2 bad input, 143 stopped by SIGTERM (rerun resumes).
+Exit codes as for `lab pretrain`: 0 done (or already finished), 1 diverged (non-finite loss, gradient or weights),
+2 bad input, 143 stopped by SIGTERM (rerun resumes).
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from core.config import ConfigError, load, parse_overrides
-from core.rundir import InputError
+from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
+from core.lock import LockError
+from core.rundir import InputError, NonFiniteError
 from datagen.corpus import CorpusError
 from rl.config import RLConfig
 from rl.recipe import run
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lab rl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="lab rl", description=__doc__, formatter_class=help_formatter,
+                                     epilog=config_help(argv, [("rl", RLConfig)]))
     parser.add_argument("--preset", default="smoke", help="preset name or YAML path (section 'rl')")
     parser.add_argument("--data", required=True, type=Path, help="corpus whose split (default 'rl') is the prompt pool")
     parser.add_argument("--init", required=True, type=Path, help="finished pre-/mid-training run to start from")
@@ -29,9 +32,12 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load(RLConfig, args.preset, "rl", parse_overrides(rest))
         summary = run(cfg, args.data, args.init, args.out, progress=not args.quiet)
-    except (ConfigError, CorpusError, InputError) as err:
+    except (ConfigError, CorpusError, InputError, LockError) as err:
         print(f"lab rl: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:
+        print(f"lab rl: error: {err}", file=sys.stderr)
+        return 1
     except SIGTERMException:
         print("lab rl: stopped by SIGTERM; run the same command to resume", file=sys.stderr)
         return 143

@@ -8,6 +8,7 @@ sequence-mean aggregation); presets scale N, steps and lengths.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -89,8 +90,8 @@ class RLConfig:
         if self.prompts_per_step % self.mini_batch_prompts:
             raise ConfigError(f"{where}.mini_batch_prompts: {self.mini_batch_prompts} does not divide "
                               f"prompts_per_step={self.prompts_per_step}")
-        if self.lr <= 0:
-            raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"{where}.lr: must be finite and > 0, got {self.lr}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError(f"{where}: temperature must be >= 0 and top_p in (0, 1]")
         if not 0 <= self.clip_low < 1 or self.clip_high < 0:

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from core.sampler import sample
+from core.sampler import sample, sampling_logits
 from rl.budget import ComputeLedger
 from rl.config import RLConfig
 from rl.data import PromptPool, edge_of_competence, generator_for
@@ -25,9 +25,15 @@ from rl.losses import group_advantages, policy_loss, zero_variance_mask
 from rl.rewards import RewardSchedule, reward
 
 
-def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id: int,
-                      with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs [B, T] of each sequence's tokens from position `start` on, their mask, and entropy."""
+def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id: int, temperature: float = 1.0,
+                      top_p: float = 1.0, with_entropy: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs [B, T] of each sequence's tokens from position `start` on, their mask, and entropy.
+
+    The log-probs are those of the distribution the sampler drew from at (temperature, top_p), via the sampler's own
+    `sampling_logits`: PPO's ratio is new/old probability of the *sampled* tokens under the *sampling* policy, and
+    the untempered model at temperature 0.7 is off by nats per token. The sampled token always stays in the nucleus.
+    """
     device = next(model.parameters()).device
     width = max(map(len, sequences))
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -38,11 +44,15 @@ def sequence_logprobs(model, sequences: list[list[int]], starts: list[int], pad_
     ids, attention = ids.to(device), attention.to(device)
     logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1].float()
     targets = ids[:, 1:]
-    logp_all = F.log_softmax(logits, dim=-1)
+    sampled = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, targets[..., None], True) if top_p < 1 else None
+    logp_all = F.log_softmax(sampling_logits(logits, temperature, top_p, keep=sampled), dim=-1)
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
     positions = torch.arange(1, width, device=device)[None, :]
     mask = (positions >= torch.tensor(starts, device=device)[:, None]) & attention[:, 1:].bool()
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:  # tokens cut by the nucleus have probability 0 and contribute 0 (not 0 * -inf)
+        probs = logp_all.exp()
+        entropy = -(probs * logp_all.masked_fill(probs == 0, 0.0)).sum(-1)
     return logp, mask.float(), entropy
 
 
@@ -72,7 +82,7 @@ class GRPO(L.LightningModule):
             self._refresh_filter(step)
         prompts = self.pool.select(cfg.seed, step, cfg.prompts_per_step)
         completions, rollouts = self._rollouts([p.ids for p in prompts], cfg.rollouts, cfg.temperature,
-                                               generator_for(cfg.seed, step, 0))
+                                               generator_for(cfg.seed, step, 0), return_logprobs=True)
         verdicts = [self.pool.score(prompts[i // cfg.rollouts], text) for i, text in enumerate(completions)]
         active = self.schedule.active(step, self.dense_history)
         rewards = torch.tensor([reward(active, v, t, cfg.reward.alpha) for v, t in zip(verdicts, completions)])
@@ -86,7 +96,7 @@ class GRPO(L.LightningModule):
         groups = [g for g in range(len(prompts)) if not (cfg.drop_zero_variance and zero_var.constant[g])]
         sequences = [prompts[i // cfg.rollouts].ids + rollouts.tokens[i] for i in range(len(completions))]
         starts = [len(prompts[i // cfg.rollouts].ids) for i in range(len(completions))]
-        update_stats = self._update(groups, sequences, starts, advantages, step) if groups else {}
+        update_stats = self._update(groups, sequences, starts, advantages, rollouts.logprob_sums, step) if groups else {}
 
         self.ledger.record_step(
             prompts=len(prompts), rollouts=cfg.rollouts, prompt_tokens=sum(len(p.ids) for p in prompts),
@@ -99,25 +109,31 @@ class GRPO(L.LightningModule):
         if self.rl_step >= cfg.steps:
             self.trainer.should_stop = True
 
-    def _rollouts(self, prompt_ids, k, temperature, generator):
+    def _rollouts(self, prompt_ids, k, temperature, generator, return_logprobs=False):
         self.policy.eval()
         rollouts = sample(self.policy, prompt_ids, k, self.cfg.max_new_tokens, temperature, self.stop_id,
-                          self.tokenizer.pad_token_id, generator, top_p=self.cfg.top_p)
+                          self.tokenizer.pad_token_id, generator, top_p=self.cfg.top_p,
+                          return_logprobs=return_logprobs)
         self.policy.train()
         return self.tokenizer.batch_decode(rollouts.tokens), rollouts
 
-    def _update(self, groups, sequences, starts, advantages, step) -> dict:
+    def _update(self, groups, sequences, starts, advantages, sampler_logprobs, step) -> dict:
         cfg, k = self.cfg, self.cfg.rollouts
         rows = [g * k + j for g in groups for j in range(k)]
-        pad = self.tokenizer.pad_token_id
+        pad, sampling = self.tokenizer.pad_token_id, {"temperature": cfg.temperature, "top_p": cfg.top_p}
         old, ref = {}, {}
+        # The sampler's own log-prob of each completion against the one the ratio starts from: they must agree
+        # (up to float rounding), or the update optimises some other distribution than the one sampled.
+        logprob_gap = 0.0
         with torch.no_grad():
             for chunk in _chunks(rows, cfg.micro_batch):
                 seqs, st = [sequences[r] for r in chunk], [starts[r] for r in chunk]
-                logp, _, _ = sequence_logprobs(self.policy, seqs, st, pad)
+                logp, mask, _ = sequence_logprobs(self.policy, seqs, st, pad, **sampling)
                 old.update(zip(chunk, logp))
+                sums = torch.tensor([sampler_logprobs[r] for r in chunk], device=logp.device)
+                logprob_gap = max(logprob_gap, float(((logp * mask).sum(1) - sums).abs().max()))
                 if cfg.kl_coef > 0:
-                    logp_ref, _, _ = sequence_logprobs(self.reference[0], seqs, st, pad)
+                    logp_ref, _, _ = sequence_logprobs(self.reference[0], seqs, st, pad, **sampling)
                     ref.update(zip(chunk, logp_ref))
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         per_mini = cfg.mini_batch_prompts
@@ -131,7 +147,8 @@ class GRPO(L.LightningModule):
                 optimizer.zero_grad()
                 for chunk in _chunks(mini_rows, cfg.micro_batch):
                     seqs, st = [sequences[r] for r in chunk], [starts[r] for r in chunk]
-                    logp, mask, entropy = sequence_logprobs(self.policy, seqs, st, pad, with_entropy=True)
+                    logp, mask, entropy = sequence_logprobs(self.policy, seqs, st, pad, **sampling,
+                                                            with_entropy=True)
                     width = logp.shape[1]
                     loss, stats = policy_loss(
                         logp, _stack([old[r] for r in chunk], width), advantages[chunk].to(logp.device), mask,
@@ -145,7 +162,7 @@ class GRPO(L.LightningModule):
                 self.clip_gradients(optimizer, gradient_clip_val=cfg.grad_clip or None, gradient_clip_algorithm="norm")
                 optimizer.step()
         scheduler.step()
-        return {name: sum(v) / len(v) for name, v in totals.items()}
+        return {"logprob_gap": logprob_gap, **{name: sum(v) / len(v) for name, v in totals.items()}}
 
     def _normaliser(self, rows, sequences, starts) -> float:
         if self.cfg.aggregation == "token_mean":

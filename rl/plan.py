@@ -9,6 +9,7 @@ solution) and priced pass by pass (L mode `measured`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from core.config import ConfigError, load
@@ -26,6 +27,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", help="corpus whose RL split gives the mean sample length")
     args = parser.parse_args(argv)
     try:
+        if not (math.isfinite(args.total_tokens) and args.total_tokens > 0):
+            raise ConfigError(f"--total-tokens: must be a finite number > 0, got {args.total_tokens}")
+        if args.seq_len is not None and not (math.isfinite(args.seq_len) and args.seq_len > 0):
+            raise ConfigError(f"--seq-len: must be a finite number > 0, got {args.seq_len}")
         mid = load(MidtrainConfig, args.preset, "midtrain")
         rl = load(RLConfig, args.preset, "rl")
         mode, prompt_len, completion_len = "paper", None, None

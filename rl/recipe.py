@@ -23,8 +23,17 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from torch.utils.data import IterableDataset
 
 from core.config import to_dict
+from core.lock import exclusive
 from core.provenance import provenance
-from core.rundir import CheckpointOnSigterm, InputError, Stopwatch, check_run_dir, save_hf_model, write_json
+from core.rundir import (
+    CheckpointOnSigterm,
+    InputError,
+    StopOnNonFinite,
+    Stopwatch,
+    check_run_dir,
+    save_hf_model,
+    write_json,
+)
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.metrics import JsonlLogger
 from pretrain.model import load_init, model_dir_of
@@ -82,7 +91,7 @@ class RLRecipe:
         self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
         self.stopwatch = Stopwatch()
         callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),
-                     self.stopwatch]
+                     StopOnNonFinite(), self.stopwatch]
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=1))
         cuda = torch.cuda.is_available()
@@ -128,11 +137,12 @@ class RLRecipe:
 
 def run(cfg: RLConfig, data: str | Path, init: str | Path, out: str | Path, progress: bool = True) -> dict | None:
     """Run (or resume, or skip if finished) one RL run; the summary, or None when it was already finished."""
-    recipe = RLRecipe(cfg, data, init, out, progress)
-    recipe.setup()
-    if recipe.finished:
-        return None
-    recipe.train()
-    summary = recipe.save()
-    recipe.cleanup()
-    return summary
+    with exclusive(out):
+        recipe = RLRecipe(cfg, data, init, out, progress)
+        recipe.setup()
+        if recipe.finished:
+            return None
+        recipe.train()
+        summary = recipe.save()
+        recipe.cleanup()
+        return summary

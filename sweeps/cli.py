@@ -16,6 +16,8 @@ COMMANDS = {
     "rl": ("rl.cli", "GRPO-family RL from a finished run on a prompt pool (resumable)"),
     "plan-budget": ("rl.plan", "split a compute budget between mid-training and RL arms"),
     "eval": ("analysis.evaluate", "sample a checkpoint on held-out problems; process-verified pass@k with CIs"),
+    "calibrate": ("analysis.calibrate", "measure a base's per-op pass@1/pass@k and write the ladder it has"),
+    "diagnose": ("analysis.diagnose", "teacher-forced accuracy by token role, with a figure"),
     "plot": ("analysis.figures", "pass@k curves, split bars, error taxonomy, training curves for eval dirs"),
     "report": ("analysis.report", "markdown report with CI tables, figures and data-derived verdicts"),
     "reproduce": ("sweeps.reproduce", "run a finding's sweep (local or SLURM), then eval, figures and report"),

@@ -437,7 +437,9 @@ def sample_lengths(preset: str, lo: int, hi: int, n: int = 64) -> tuple[float, f
     spec = load(CorpusSpec, preset, "datagen", {"ops": [{"lo": lo, "hi": hi}], "contexts": [{"name": A, "share": 1.0}]})
     tokenizer = tokenizer_for(spec.rendering)
     rng = random.Random(f"{spec.seed}/pilot")
-    texts = [make_sample(spec, "rl", -1 - i, A, rng.randint(lo, hi))["text"] for i in range(n)]
+    # The train split: every op has reasoning graphs there (at op 2 the rl split may have none).
+    rows = [make_sample(spec, "train", -1 - i, A, rng.randint(lo, hi)) for i in range(n)]
+    texts = [row["text"] for row in rows if row is not None]  # None: no graph of that op fits the split
     prompts = [text[: text.index("<solution>") + len("<solution>")] for text in texts]
     full = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     head = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]

@@ -205,5 +205,6 @@ def _mean_row_tokens(spec_json: str, n: int = 32) -> float:
     cells = spec.cell_weights()
     rng = random.Random(f"{spec.seed}/plan")
     picks = rng.choices(list(cells), weights=list(cells.values()), k=n)
-    texts = [make_sample(spec, "train", -1 - i, context, op)["text"] for i, (context, op) in enumerate(picks)]
-    return sum(map(len, tokenizer_for(spec.rendering)(texts)["input_ids"])) / n
+    rows = [make_sample(spec, "train", -1 - i, context, op) for i, (context, op) in enumerate(picks)]
+    texts = [row["text"] for row in rows if row is not None]  # None: no graph of that op fits the split
+    return sum(map(len, tokenizer_for(spec.rendering)(texts)["input_ids"])) / len(texts)

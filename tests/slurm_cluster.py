@@ -75,18 +75,26 @@ class SlurmCluster:
         return res.stdout
 
 
+def skip_unless_ci(reason: str) -> None:
+    """Skip the calling test, except in CI (CI=true), where a cluster that cannot be set up must fail the run: a
+    skipped SLURM suite would otherwise pass CI having tested nothing."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true but the SLURM tests cannot run: {reason}")
+    pytest.skip(reason)
+
+
 def ensure_slurm() -> None:
-    """Install slurm-wlm + munge if needed, or skip the calling test with the reason."""
+    """Install slurm-wlm + munge if needed, or skip the calling test with the reason (fail it in CI)."""
     if all(shutil.which(b) for b in REQUIRED_BINARIES):
         return
     try:
         subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, capture_output=True, text=True, timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        pytest.skip(f"could not install slurm-wlm/munge via {INSTALL_SCRIPT}: {str(detail).strip()[-500:]}")
+        skip_unless_ci(f"could not install slurm-wlm/munge via {INSTALL_SCRIPT}: {str(detail).strip()[-500:]}")
     missing = [b for b in REQUIRED_BINARIES if not shutil.which(b)]
     if missing:
-        pytest.skip(f"SLURM install finished but binaries are missing: {missing}")
+        skip_unless_ci(f"SLURM install finished but binaries are missing: {missing}")
 
 
 def _free_port() -> int:
@@ -267,11 +275,11 @@ def stop(cluster: SlurmCluster) -> None:
 def running_cluster(root: Path) -> Iterator[SlurmCluster]:
     """Start a cluster under ``root`` and point client commands at it via SLURM_CONF.
 
-    Skips without root or when SLURM cannot be installed; a cluster that is installed but does
-    not come up is an error, not a skip, so a broken set-up is never silently passed over.
+    Skips without root or when SLURM cannot be installed (fails instead under CI=true); a cluster that is
+    installed but does not come up is an error, not a skip, so a broken set-up is never silently passed over.
     """
     if os.geteuid() != 0:
-        pytest.skip("a private SLURM cluster needs root (apt-get install, slurmd running jobs)")
+        skip_unless_ci("a private SLURM cluster needs root (apt-get install, slurmd running jobs)")
     ensure_slurm()
     try:
         cluster = start(root)

@@ -18,7 +18,7 @@ from datagen.contexts import (
 )
 from datagen.graph import GraphConfig, generate
 from datagen.render import STYLES, render
-from datagen.verify import verify
+from datagen.verify import completion_of, verify
 
 SHIPPED = ("zoo", "teachers", "movies")
 
@@ -103,10 +103,10 @@ BAD_FILES = {
     "glued placeholder": (edit(lambda d: d.update(instance="number of {item} in {group}'s")),
                           r"instance: .*must stand alone"),
     "phrasing key": (edit(lambda d: d.update(phrasing={"colour": "x"})), r"phrasing\.colour: unknown template"),
-    "phrasing placeholders": (edit(lambda d: d.update(phrasing={"leaf": "The {target} is big ."})),
-                              r"phrasing\.leaf: .*\{const\}, \{target\}"),
-    "phrasing punctuation": (edit(lambda d: d.update(phrasing={"leaf": "The {target} = {const} ;"})),
-                             r"phrasing\.leaf: .*'='"),
+    "phrasing placeholders": (edit(lambda d: d.update(phrasing={"const": "The {target} is big ."})),
+                              r"phrasing\.const: .*\{const\}, \{target\}"),
+    "phrasing punctuation": (edit(lambda d: d.update(phrasing={"const": "The {target} = {const} ;"})),
+                             r"phrasing\.const: .*'='"),
     "compact length": (edit(lambda d: d["compact"].update(groups=d["compact"]["groups"][:-1])),
                        r"compact\.groups: need one code per entry of groups \(12\), got 11"),
     "compact digit": (edit(lambda d: d["compact"]["items"].__setitem__(0, "w0l")), r"compact\.items\[0\]: 'w0l'"),
@@ -133,7 +133,7 @@ GARDEN = {
     "category": "plants",
     "instance": "number of {item} in {group}",
     "aggregate": "total number of {category} in {group}",
-    "phrasing": {"leaf": "The {target} is exactly {const} .", "question": "How large is the {target} ?"},
+    "phrasing": {"const": "The {target} is exactly {const} .", "question": "How large is the {target} ?"},
     "groups": ["Rose Garden", "Herb Garden", "Kitchen Garden", "Rock Garden", "Water Garden", "Tea Garden",
                "Moss Garden", "Fern Garden", "Cactus Garden", "Palm Garden"],
     "items": ["red tulip", "white lily", "blue iris", "yellow daisy", "pink peony", "purple aster", "orange poppy",
@@ -158,7 +158,7 @@ def test_a_new_context_is_one_file_on_the_search_path(tmp_path, monkeypatch):
         problem = generate(2 + seed, random.Random(seed), GraphConfig(), len(ctx.groups), len(ctx.items))
         for style in STYLES:
             rendered = render(problem, ctx, style, random.Random(seed))
-            assert verify(rendered.text, problem, rendered.names, style).verified
+            assert verify(completion_of(rendered.text), problem, rendered.names, style).verified
             vocabulary = set(context_vocabulary(ctx, style))
             assert all(t in vocabulary or t.isdigit() for t in rendered.text.split())
             if style == "natural":

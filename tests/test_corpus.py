@@ -22,13 +22,13 @@ from datagen.corpus import (
     verify_shards,
 )
 from datagen.spec import CorpusSpec
-from datagen.verify import verify
+from datagen.verify import completion_of, verify
 
 
 def spec(**kw):
     base = {
         "seed": 3, "rendering": "compact", "splits": {"train": 300, "val": 30, "test": 30},
-        "ops": [{"lo": 2, "hi": 5}], "shard_rows": 100,
+        "ops": [{"lo": 2, "hi": 5}], "shard_rows": 100, "graph": {"modulus": 23, "distractors": 0.5},
         "contexts": [{"name": "zoo", "share": 0.9}, {"name": "teachers", "share": 0.1, "ops": [{"lo": 2, "hi": 2}]}],
     }
     base.update(kw)
@@ -85,10 +85,17 @@ def test_bad_spec_names_field(bad, field):
 
 def test_manifest_counts_and_checksums(corpus):
     m = read_manifest(corpus)
-    assert m["rows"] == {"train": 300, "val": 30, "test": 30}
+    # Mod 23 at op 3: no reasoning graph hashes into val, so those rows are left out rather than leaked.
+    left_out = {split: sum(ops.values()) for split, ops in m["left_out"].items()}
+    assert left_out == {"val": sum(m["left_out"]["val"].values())} and set(m["left_out"]["val"]) == {"3"}
+    assert {s: m["rows"][s] + left_out.get(s, 0) for s in m["rows"]} == {"train": 300, "val": 30, "test": 30}
     assert m["counts"]["train"]["teachers"] == {"2": 30}
     assert sum(m["counts"]["train"]["zoo"].values()) == 270
     assert all(v == 0 for v in m["split_overlap"].values())
+    train = read_split(corpus, "train")
+    assert m["arith_ops_per_op"]["train"] == {
+        str(op): round(mean, 3) for op, mean in train.groupby("op")["arith_ops"].mean().items()}
+    assert m["arith_ops_per_op"]["train"]["2"] == 0  # op 2 is a number and a copy or total of it
     for shard in m["shards"]:
         assert hashlib.sha256((corpus / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
     verify_shards(corpus)
@@ -97,24 +104,55 @@ def test_manifest_counts_and_checksums(corpus):
 
 def test_rows_are_consistent_and_verifiable(corpus):
     df = read_split(corpus, "train")
-    assert list(df.columns)[:8] == ["id", "split", "op", "context", "problem", "question", "solution", "answer"]
+    assert list(df.columns)[:9] == ["id", "split", "op", "arith_ops", "context", "problem", "question", "solution",
+                                    "answer"]
     assert df["id"].is_unique
     assert (df["split"] == "train").all()
     for _, row in df.head(50).iterrows():
         problem, names = load_gold(row)
-        assert problem.op == row["op"]
+        assert problem.op == row["op"] and problem.arith_ops == row["arith_ops"]
         assert str(problem.evaluate()) == row["answer"]
-        assert split_of(row["graph_hash"]) == "train" == split_of(problem.canonical_hash())
+        assert row["graph_hash"] == problem.canonical_hash()
+        assert split_of(row["reasoning_hash"]) == "train" == split_of(problem.reasoning_hash())
         assert row["text"].startswith("<question> ") and row["text"].endswith(" </answer>")
-        assert verify(row["text"], problem, names, "compact").verified
+        assert verify(completion_of(row["text"]), problem, names, "compact").verified
 
 
-def test_splits_disjoint_by_graph_hash(corpus):
-    hashes = {s: set(read_split(corpus, s)["graph_hash"]) for s in ("train", "val", "test")}
+def test_splits_disjoint_by_reasoning_hash(corpus):
+    hashes = {s: set(read_split(corpus, s)["reasoning_hash"]) for s in ("train", "val", "test")}
     assert not hashes["train"] & hashes["test"] and not hashes["train"] & hashes["val"]
     for split, h in hashes.items():
         lo, hi = SPLIT_BUCKETS[split]
         assert all(lo <= int(x[:12], 16) / 16**12 < hi for x in h)
+
+
+def test_no_test_reasoning_graph_in_any_corpus_train_split(tmp_path, corpus):
+    """Two corpora, other seeds and contexts: no test or val necessary graph of either is trained on by either."""
+    other = tmp_path / "other"
+    build_corpus(spec(seed=11, contexts=[{"name": "movies", "share": 1.0}], rendering="natural",
+                      splits={"train": 400, "val": 40, "test": 60}), other, progress=False)
+    reasoning = {(c, s): set(read_split(c, s)["reasoning_hash"]) for c in (corpus, other) for s in ("train", "val", "test")}
+    for held_out in ("val", "test"):
+        for a in (corpus, other):
+            for b in (corpus, other):
+                assert not reasoning[a, held_out] & reasoning[b, "train"]
+    # Distractors and surface are not part of it: the same reasoning recurs within train at small ops.
+    train = read_split(other, "train")
+    assert train["reasoning_hash"].nunique() < train["graph_hash"].nunique()
+    m = read_manifest(other)
+    per_op = m["distinct_graphs_per_op"]
+    assert sum(per_op["train"].values()) == m["distinct_graphs"]["train"] == train["reasoning_hash"].nunique()
+
+
+def test_cells_without_reasoning_graphs_are_left_out_with_a_warning(tmp_path, caplog):
+    # Unbounded arithmetic: all eight op-2 reasoning graphs hash into the train bucket, so val has none.
+    s = spec(graph={"modulus": None}, contexts=[{"name": "zoo", "share": 1.0}], ops=[{"lo": 2, "hi": 4}],
+             splits={"train": 60, "val": 30})
+    m = build_corpus(s, tmp_path / "c", progress=False)
+    assert m["left_out"] == {"val": {"2": 10}} and m["rows"] == {"train": 60, "val": 20}
+    assert "2" not in m["distinct_graphs_per_op"]["val"] and m["distinct_graphs_per_op"]["train"]["2"] <= 8
+    assert "val split, op 2: 10 rows left out" in caplog.text
+    assert "train split repeats reasoning graphs (op 2: 20 rows / " in caplog.text
 
 
 def test_parallel_build_is_byte_identical(tmp_path, corpus):

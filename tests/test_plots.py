@@ -1,4 +1,6 @@
-"""Every figure renders a real, non-blank PNG and a PDF from small synthetic tidy tables."""
+"""Every figure renders a real, non-blank PNG and a PDF from small synthetic tidy tables, and what it draws (line
+points, bar heights, error bars, stacked shares) is read back from the matplotlib artists and compared with the
+table's numbers."""
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -58,17 +60,50 @@ def assert_rendered(png, pdf, min_kb=10):
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5 * 1024
 
 
+def split_rows(results, metric="pass@k_verified", **where):
+    """The table's split-level rows for `metric`, filtered by column == value."""
+    rows = results[results["op"].isna() & (results["metric"] == metric)]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    return rows
+
+
 def test_passk_curves(arm_results, tmp_path):
     fig = plots.plot_passk_curves(arm_results, order=ARMS, out=tmp_path / "passk")
     assert_rendered(tmp_path / "passk.png", tmp_path / "passk.pdf")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "%" in ax.get_ylabel()
     assert list(ax.get_xticks()) == [1, 2, 4, 8, 16] and ax.xaxis.get_major_formatter()(16, 0) == "16"
+    panels = 0
+    for ax in fig.axes:
+        split, context = ax.get_title().split(" · ")
+        for line in ax.lines:
+            expected = split_rows(arm_results, checkpoint=line.get_label(), context=context, split=split)
+            expected = expected.sort_values("k")
+            assert list(line.get_xdata()) == expected["k"].tolist()
+            np.testing.assert_allclose(line.get_ydata(), 100 * expected["value"].to_numpy())
+        assert sorted(line.get_label() for line in ax.lines) == sorted(ARMS)
+        panels += 1
+    assert panels == 2 * 3  # contexts x splits
 
 
 def test_split_bars_for_base_and_rl_arms(arm_results, tmp_path):
-    plots.plot_split_bars(arm_results, order=ARMS, out=tmp_path / "fig3")
+    fig = plots.plot_split_bars(arm_results, order=ARMS, out=tmp_path / "fig3")
     assert_rendered(tmp_path / "fig3.png", tmp_path / "fig3.pdf")
+    splits = list(dict.fromkeys(split_rows(arm_results)["split"]))
+    assert len(fig.axes) == 2 * 2  # contexts x (pass@1, pass@16)
+    for ax in fig.axes:
+        k, context = ax.get_title().removeprefix("pass@").split(" · ")
+        bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
+        assert list(bars) == ARMS
+        for arm, container in bars.items():
+            rows = split_rows(arm_results, checkpoint=arm, context=context, k=int(k)).set_index("split").loc[splits]
+            heights = [patch.get_height() for patch in container.patches]
+            np.testing.assert_allclose(heights, 100 * rows["value"].to_numpy())
+            # The error bar spans the table's bootstrap CI.
+            (segments,) = container.errorbar.lines[2]
+            spans = [(seg[0][1], seg[1][1]) for seg in segments.get_segments()]
+            np.testing.assert_allclose(spans, 100 * rows[["ci_lo", "ci_hi"]].to_numpy())
 
 
 def test_arm_keeps_its_colour_across_figures(arm_results):
@@ -90,6 +125,14 @@ def test_exposure_figure(tmp_path):
     fig = plots.plot_exposure(results, context="teachers", order=["base", "rl"], out=tmp_path / "fig4")
     assert_rendered(tmp_path / "fig4.png", tmp_path / "fig4.pdf")
     assert fig.axes[0].get_xscale() == "symlog"
+    for ax in fig.axes:
+        k, split = ax.get_title().removeprefix("pass@").split(" · ")[:2]
+        for container in ax.containers:
+            rows = split_rows(results, arm=container.get_label(), split=split, k=int(k), context="teachers")
+            rows = rows.sort_values("exposure_pct")
+            line = container.lines[0]
+            assert list(line.get_xdata()) == rows["exposure_pct"].tolist() == exposures
+            np.testing.assert_allclose(line.get_ydata(), 100 * rows["value"].to_numpy())
 
 
 def test_budget_split_figure(tmp_path):
@@ -98,8 +141,16 @@ def test_budget_split_figure(tmp_path):
     manifest = pd.DataFrame([dict(checkpoint=f"T{b:g}-beta{beta}", budget=b, beta=beta)
                              for b in budgets for beta in betas])
     results = with_design(synthetic_samples(skills, n_problems=3), manifest)
-    plots.plot_budget_split(results, k=1, out=tmp_path / "fig6")
+    fig = plots.plot_budget_split(results, k=1, out=tmp_path / "fig6")
     assert_rendered(tmp_path / "fig6.png", tmp_path / "fig6.pdf")
+    assert [ax.get_title() for ax in fig.axes] == ["edge · zoo", "hard · zoo"]
+    for ax in fig.axes:
+        split = ax.get_title().split(" · ")[0]
+        assert [c.get_label() for c in ax.containers] == ["1.05B tokens", "5B tokens", "20B tokens"]
+        for container, budget in zip(ax.containers, budgets):
+            rows = split_rows(results, budget=budget, split=split, k=1).sort_values("beta")
+            np.testing.assert_allclose(np.asarray(container.lines[0].get_xdata(), dtype=float), betas)
+            np.testing.assert_allclose(container.lines[0].get_ydata(), 100 * rows["value"].to_numpy())
 
 
 def test_reward_variants_figure(tmp_path):
@@ -113,8 +164,21 @@ def test_reward_variants_figure(tmp_path):
 @pytest.mark.parametrize("by", ["split", "op"])
 def test_error_taxonomy_figure(arm_samples, tmp_path, by):
     taxonomy = taxonomy_table(arm_samples[arm_samples["context"] == "zoo"], PAPER_LADDER)
-    plots.plot_error_taxonomy(taxonomy, by=by, order=ARMS, out=tmp_path / f"fig8_{by}")
+    fig = plots.plot_error_taxonomy(taxonomy, by=by, order=ARMS, out=tmp_path / f"fig8_{by}")
     assert_rendered(tmp_path / f"fig8_{by}.png", tmp_path / f"fig8_{by}.pdf")
+    level = taxonomy[taxonomy["op"].isna()] if by == "split" else taxonomy[taxonomy["op"].notna()]
+    xs = list(dict.fromkeys(level["split"])) if by == "split" else sorted(level["op"].unique())
+    assert [ax.get_title() for ax in fig.axes] == [f"{arm} · zoo" for arm in ARMS]
+    for ax, arm in zip(fig.axes, ARMS):
+        stacked = np.zeros(len(xs))
+        for container, error in zip(ax.containers, ERROR_CLASSES):
+            assert container.get_label() == error.replace("_", " ")
+            shares = level[level["checkpoint"] == arm].pivot(index=by, columns="error", values="fraction")
+            expected = 100 * shares.reindex(index=xs, columns=[error])[error].fillna(0).to_numpy()
+            np.testing.assert_allclose([p.get_height() for p in container.patches], expected)
+            np.testing.assert_allclose([p.get_y() for p in container.patches], stacked, atol=1e-9)
+            stacked += expected
+        np.testing.assert_allclose(stacked, 100.0)  # every sample falls in exactly one class
 
 
 def training_metrics():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from datagen.contexts import context_vocabulary, load_context
 from datagen.graph import GraphConfig, Node, Problem, generate
-from datagen.render import STYLES, VARIABLES, quantity_names, render
+from datagen.render import STYLES, VARIABLES, quantity_names, render, step_expression
 
 CONTEXTS = ("zoo", "teachers", "movies")
 
@@ -27,13 +27,13 @@ def split(text: str, end: str) -> list[str]:
 
 
 def leaf_const_total() -> Problem:
-    """A = 3; B = A + 2; C = total of their group (A + B); one distractor D = B * 2; query C."""
+    """A = 3; B = 2 + A; C = total of their group (A + B); one distractor D = 2 * B; query C (op 5)."""
     return Problem((
-        Node(0, 0, 0, "leaf", None, (), 3, 3, True),
-        Node(1, 0, 1, "const", "+", (0,), 2, 5, True),
-        Node(2, 0, -1, "aggregate", "+", (0, 1), None, 8, True),
-        Node(3, 1, 0, "const", "*", (1,), 2, 10, False),
-    ), 2, 2, None)
+        Node(0, 0, 0, "const", None, (), 3, 3, True),
+        Node(1, 0, 1, "c_op_X", "+", (0,), 2, 5, True),
+        Node(2, 0, -1, "aggregate", None, (0, 1), None, 8, True),
+        Node(3, 1, 0, "c_op_X", "*", (1,), 2, 10, False),
+    ), 2, 5, None)
 
 
 def test_natural_rendering_of_a_known_problem():
@@ -42,11 +42,11 @@ def test_natural_rendering_of_a_known_problem():
     a, b, c, d = (r.names[i] for i in range(4))
     assert re.fullmatch(r"adult \w+ in [A-Z]\w+ (Zoo|Valley|Park|Ridge|Grove)", a)
     assert c.startswith("total number of animals in ") and c.endswith(a.split(" in ")[1])
-    assert r.solution == (f"Define {a} as A ; so A = 3 . Define {b} as B ; so B = A + 2 = 5 . "
+    assert r.solution == (f"Define {a} as A ; so A = 3 . Define {b} as B ; so B = 2 + A = 5 . "
                           f"Define {c} as C ; so C = A + B = 8 .")
     assert sorted(split(r.problem, " .")) == sorted([
         f"The number of {a} equals 3 .",
-        f"The number of {b} equals 2 more than the number of {a} .",
+        f"The number of {b} equals 2 plus the number of {a} .",
         f"The number of {d} equals 2 times the number of {b} .",
     ])
     assert r.question == f"What is the {c} ?"
@@ -61,10 +61,10 @@ def test_compact_rendering_of_a_known_problem():
     a, b, c, d = (r.names[i] for i in range(4))
     assert all(re.fullmatch(r"[A-Z][a-z]{3}", n) for n in (a, b, c, d))
     assert c == a[0] + "ani" and b[0] == a[0]
-    statements = [f"{a} = 3 ;", f"{b} = {a} + 2 ;", f"{c} = {a} + {b} ;", f"{d} = {b} * 2 ;"]
+    statements = [f"{a} = 3 ;", f"{b} = 2 + {a} ;", f"{c} = {a} + {b} ;", f"{d} = 2 * {b} ;"]
     assert sorted(split(r.problem, " ;")) == sorted(statements)
     assert r.question == f"? {c}"
-    assert r.solution == f"{a} = 3 ; {b} = {a} + 2 = 5 ; {c} = {a} + {b} = 8 ;"
+    assert r.solution == f"{a} = 3 ; {b} = 2 + {a} = 5 ; {c} = {a} + {b} = 8 ;"
     assert r.text == (f"<question> {r.problem} ? {c} </question> "
                       f"<solution> {r.solution} </solution> <answer> 8 </answer>")
 
@@ -74,8 +74,52 @@ def test_inline_rendering_writes_operand_values_and_keeps_the_problem():
     plain = render(problem, load_context("zoo"), "compact", random.Random(1))
     r = render(problem, load_context("zoo"), "compact-inline", random.Random(1))
     a, b, c = (r.names[i] for i in range(3))
-    assert r.solution == f"{a} = 3 ; {b} = {a} 3 + 2 = 5 ; {c} = {a} 3 + {b} 5 = 8 ;"
+    assert r.solution == f"{a} = 3 ; {b} = 2 + {a} 3 = 5 ; {c} = {a} 3 + {b} 5 = 8 ;"
     assert (r.problem, r.question, r.answer, r.names) == (plain.problem, plain.question, plain.answer, plain.names)
+
+
+def form(kind: str, parents: tuple[int, ...], op: str | None = None, const: int | None = None) -> Node:
+    return Node(9, 0, 0, kind, op, parents, const, 0, True)
+
+
+@pytest.mark.parametrize("node, expression", [
+    (form("const", (), const=3), "3"),
+    (form("copy", (0,)), "A"),
+    (form("c_op_X", (0,), "+", 3), "3 + A"),
+    (form("c_op_X", (0,), "*", 3), "3 * A"),
+    (form("c_op_X", (0,), "-", 3), "A - 3"),
+    (form("sum2", (0, 1)), "A + B"),
+    (form("diff2", (1, 0)), "B - A"),
+    (form("sumk", (0, 1, 2, 3)), "A + B + C + D"),
+    (form("c_op_sum2", (0, 1), "+", 2), "2 + ( A + B )"),
+    (form("c_op_diff2", (0, 1), "*", 4), "4 * ( A - B )"),
+    (form("c_op_sumk", (0, 1, 2), "-", 1), "( A + B + C ) - 1"),
+    (form("aggregate", (2,)), "C"),
+    (form("aggregate", (0, 2)), "A + C"),
+])
+def test_step_expression_covers_every_form(node, expression):
+    assert step_expression(node, "ABCD") == expression
+    inline = ["A 7", "B 5", "C 2", "D 1"]  # compact-inline: each reference followed by its value
+    assert step_expression(node, inline) == re.sub(r"\b([A-D])\b", lambda m: inline["ABCD".index(m[1])], expression)
+
+
+def test_natural_statements_spell_out_every_form():
+    nodes = (
+        Node(0, 0, 0, "const", None, (), 3, 3, True), Node(1, 0, 1, "const", None, (), 2, 2, True),
+        Node(2, 0, 2, "sumk", None, (0, 1, 0), None, 8, True),  # (operands need not be distinct here)
+        Node(3, 1, 0, "c_op_diff2", "*", (0, 1), 4, 4, True),
+        Node(4, 1, 1, "c_op_sumk", "+", (0, 1, 2), 1, 14, True),
+        Node(5, 1, -1, "aggregate", None, (3, 4), None, 18, True),
+    )
+    r = render(Problem(nodes, 5, 17, None), load_context("zoo"), "natural", random.Random(0))
+    a, b, c, d, e = (f"number of {r.names[i]}" for i in range(5))
+    assert sorted(split(r.problem, " .")) == sorted([
+        f"The {a} equals 3 .", f"The {b} equals 2 .",
+        f"The {c} equals the sum of the {a} , the {b} , and the {a} .",
+        f"The {d} equals 4 times the difference between the {a} and the {b} .",
+        f"The {e} equals 1 plus the sum of the {a} , the {b} , and the {c} .",
+    ])
+    assert "so D = 4 * ( A - B ) = 4 ." in r.solution and "so E = 1 + ( A + B + C ) = 14 ." in r.solution
 
 
 @settings(max_examples=150, deadline=None)
@@ -148,7 +192,7 @@ def test_two_contexts_same_seed_differ_only_in_surface():
 
 
 def test_long_solutions_use_two_letter_variables():
-    problem, ctx = sample(1, 40)
+    problem, ctx = sample(1, 80)
     assert len(problem.necessary_nodes()) > 26
     r = render(problem, ctx, "natural", random.Random(1))
     assert " as AA ; so AA = " in r.solution
@@ -162,3 +206,12 @@ def test_unknown_style_and_too_small_context_are_errors():
     big = generate(30, random.Random(0), GraphConfig(), 40, 40)
     with pytest.raises(ValueError, match=r"context 'zoo' has only 12 x 22"):
         render(big, ctx, "natural", random.Random(0))
+
+
+def test_render_does_not_import_contexts():
+    # contexts.py checks phrasing overrides against render.py, so the dependency runs one way only (issue 13).
+    import subprocess
+    import sys
+
+    code = "import sys, datagen.render; assert 'datagen.contexts' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -7,7 +7,7 @@ import pytest
 from datagen.contexts import load_context
 from datagen.graph import GraphConfig, generate
 from datagen.render import render
-from datagen.verify import verify
+from datagen.verify import completion_of, verify
 from rl.rewards import REWARDS, RewardSchedule, reward
 
 
@@ -25,7 +25,7 @@ def grade(sample, completion):
 
 def test_gold_solution_earns_every_reward(sample):
     _, rendered = sample
-    verdict = grade(sample, rendered.text)
+    verdict = grade(sample, completion_of(rendered.text))
     assert all(reward(name, verdict) == 1.0 for name in REWARDS)
 
 
@@ -36,7 +36,7 @@ def test_right_answer_wrong_step(sample):
     wrong_value = (first.value + 1) % 23
     corrupted = rendered.solution.replace(f"{name} = {first.value} ;", f"{name} = {wrong_value} ;", 1)
     assert corrupted != rendered.solution
-    verdict = grade(sample, f"{rendered.prompt} {corrupted} </solution> <answer> {problem.answer} </answer>")
+    verdict = grade(sample, f" {corrupted} </solution> <answer> {problem.answer} </answer>")
     assert reward("outcome", verdict) == 1.0
     assert reward("strict", verdict) == 0.0
     process = reward("process", verdict)

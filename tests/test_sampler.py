@@ -1,6 +1,8 @@
 """core.sampler against transformers' own generate, plus the properties RL relies on: reproducible draws, stop
 handling, one prefill per prompt, and the right sampling distribution."""
 
+import warnings
+
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -76,6 +78,15 @@ def test_greedy_matches_hf_generate_under_eager_attention(model):
         assert greedy(model, PROMPTS, 12, None).tokens == hf_greedy(model, PROMPTS, 12, None)
     finally:
         model.set_attn_implementation("sdpa")
+
+
+def test_uses_no_deprecated_transformers_api(model):
+    """A deprecation warning today is a TypeError at the version named in it (`past_key_values` goes in 5.40)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        ours = greedy(model, PROMPTS, 8, stop_token_id=None)
+    assert ours.tokens == hf_greedy(model, PROMPTS, 8, stop_token_id=None)
 
 
 def test_stop_cuts_right_after_the_stop_token(model):

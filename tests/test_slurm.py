@@ -160,3 +160,12 @@ def test_local_executor_runs_in_a_subprocess(job_env, tmp_path):
     wait_all([job], 60)
     pid = job.result()
     assert isinstance(pid, int) and pid != os.getpid()
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_cluster_that_cannot_start_fails_in_ci_and_skips_elsewhere(ci, outcome, monkeypatch):
+    from tests.slurm_cluster import skip_unless_ci
+
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="needs root"):
+        skip_unless_ci("a private SLURM cluster needs root")

@@ -1,0 +1,225 @@
+"""`lab calibrate --model RUN --data EVAL_CORPUS --out DIR`: the op ladder this base actually has.
+
+The paper's "edge of competence" is relative to the base model, so a preset's ladder is only a guess until the base
+is measured. This evaluates the base on every op of the guessed range (`lab eval`'s own code, greedy and sampled, into
+DIR/eval), and assigns each op from per-op numbers pooled over contexts (problems weigh equally):
+
+    ID    the run of consecutive ops from the lowest evaluated one whose greedy process-verified accuracy is
+          >= rules.id_greedy (0.9): what the base has mastered
+    edge  the first run of consecutive ops above ID whose sampled verified pass@1 <= rules.edge_pass1_max (0.5)
+          and pass@K >= rules.edge_passk_min (0.2): usually wrong, but solved within K samples
+    hard  the first run of consecutive ops above edge whose pass@K <= rules.hard_passk_max (0.05)
+
+K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops that fit no rule (between the
+splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
+answer-only pass@K beside its chance level, DIR/calibration.png/.pdf draws it; DIR/ladder.yaml (a `ladder:` section,
+loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits exist. Else the
+table says which is missing and the command exits 1: a base without a frontier is a finding, not a ladder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.config import Ladder, Span, load_eval_config
+from analysis.evaldir import EvalError, read_eval
+from analysis.evaluate import evaluate
+from analysis.plots import save
+from analysis.stats import bootstrap_ci
+from analysis.tables import per_problem_pass_at_k
+from core.config import ConfigError, build, parse_overrides
+from datagen.corpus import read_manifest
+
+LADDER_FILE, TABLE_FILE, FIGURE = "ladder.yaml", "calibration.md", "calibration"
+
+
+@dataclass
+class Rules:
+    """Thresholds of the split definitions (the issue's: ID greedy >= 0.9, edge pass@1 <= 0.5 and pass@K >= 0.2,
+    hard pass@K <= 0.05)."""
+
+    id_greedy: float = 0.9
+    edge_pass1_max: float = 0.5
+    edge_passk_min: float = 0.2
+    hard_passk_max: float = 0.05
+
+    def validate(self, where: str) -> None:
+        for name, value in vars(self).items():
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{where}.{name}: must lie in [0, 1], got {value}")
+
+
+def per_op_table(samples: pd.DataFrame, k: int, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per op: problems, greedy verified accuracy, verified pass@1 and pass@k with CIs, answer-only pass@k.
+
+    Pooled over contexts with every problem weighing the same, as the split rows of `analysis.tables` are.
+    """
+    sampled = samples[samples["mode"] == "sampled"]
+    per_problem = per_problem_pass_at_k(sampled, ks=sorted({1, k}))
+    wide = per_problem.pivot_table(index=["context", "op", "problem_id"], columns=["metric", "k"], values="value")
+    greedy = samples[samples["mode"] == "greedy"].groupby(["context", "op", "problem_id"])["verified"].mean()
+    rows = []
+    for op, block in wide.groupby(level="op"):
+        pass1, lo1, hi1 = bootstrap_ci(block[("pass@k_verified", 1)].to_numpy(), n_boot=n_boot, seed=seed)
+        passk, lok, hik = bootstrap_ci(block[("pass@k_verified", k)].to_numpy(), n_boot=n_boot, seed=seed)
+        on_op = greedy[greedy.index.get_level_values("op") == op]
+        rows.append({"op": int(op), "problems": len(block),
+                     "greedy": float(on_op.mean()) if len(on_op) else float("nan"),
+                     "pass@1": pass1, "pass@1_lo": lo1, "pass@1_hi": hi1,
+                     f"pass@{k}": passk, f"pass@{k}_lo": lok, f"pass@{k}_hi": hik,
+                     f"pass@{k}_answer": float(block[("pass@k_answer", k)].mean())})
+    return pd.DataFrame(rows).sort_values("op", ignore_index=True)
+
+
+def assign(table: pd.DataFrame, k: int, rules: Rules) -> dict[str, tuple[int, int] | None]:
+    """split -> (lo, hi) by the rules in the module docstring; None where no op qualifies."""
+    ops = table["op"].tolist()
+    by_op = table.set_index("op")
+    is_id = lambda op: by_op.at[op, "greedy"] >= rules.id_greedy  # noqa: E731 (NaN: no greedy pass, never ID)
+    is_edge = lambda op: (by_op.at[op, "pass@1"] <= rules.edge_pass1_max  # noqa: E731
+                          and by_op.at[op, f"pass@{k}"] >= rules.edge_passk_min)
+    is_hard = lambda op: by_op.at[op, f"pass@{k}"] <= rules.hard_passk_max  # noqa: E731
+    splits: dict[str, tuple[int, int] | None] = {}
+    start = 0
+    for name, rule, anchored in (("ID", is_id, True), ("edge", is_edge, False), ("hard", is_hard, False)):
+        run = _first_run(ops[start:], rule, anchored)
+        splits[name] = (run[0], run[-1]) if run else None
+        if run:
+            start = ops.index(run[-1]) + 1
+    return splits
+
+
+def _first_run(ops: list[int], rule, anchored: bool) -> list[int]:
+    """The first run of consecutive ops that satisfy `rule`; `anchored`: it must start at ops[0]."""
+    run: list[int] = []
+    for op in ops:
+        if rule(op) and (not run or op == run[-1] + 1):
+            run.append(op)
+        elif run or anchored:
+            break
+    return run
+
+
+def chance_pass_at_k(modulus: int | None, k: int) -> float | None:
+    """Answer-only pass@k of uniform guessing over residues mod `modulus`; None for unbounded answers."""
+    return None if modulus is None else 1 - (1 - 1 / modulus) ** k
+
+
+def render(table: pd.DataFrame, splits: dict, k: int, rules: Rules, chance: float | None, source: str) -> str:
+    names = {op: name for name, span in splits.items() if span for op in range(span[0], span[1] + 1)}
+    chance_text = "—" if chance is None else f"{chance:.2f}"
+    lines = [f"# Calibration of {source}", "",
+             f"Rules: ID greedy >= {rules.id_greedy} (from the lowest op on); edge pass@1 <= {rules.edge_pass1_max}"
+             f" and pass@{k} >= {rules.edge_passk_min}; hard pass@{k} <= {rules.hard_passk_max}. Verified = "
+             f"process-verified; 95% bootstrap CIs over problems; answer-only pass@{k} by chance: {chance_text}.", "",
+             "Ladder: " + ", ".join(f"{name} {span[0]}–{span[1]}" if span else f"{name} none"
+                                    for name, span in splits.items()) + ".", "",
+             f"| op | split | problems | greedy | pass@1 [CI] | pass@{k} [CI] | answer pass@{k} (chance) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        lines.append(f"| {r['op']} | {names.get(r['op'], '—')} | {r['problems']} | {r['greedy']:.2f} | "
+                     f"{r['pass@1']:.2f} [{r['pass@1_lo']:.2f}, {r['pass@1_hi']:.2f}] | "
+                     f"{r[f'pass@{k}']:.2f} [{r[f'pass@{k}_lo']:.2f}, {r[f'pass@{k}_hi']:.2f}] | "
+                     f"{r[f'pass@{k}_answer']:.2f} ({chance_text}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_calibration(table: pd.DataFrame, splits: dict, k: int, rules: Rules, title: str, out: Path) -> None:
+    """Greedy, pass@1 and pass@k per op with their CIs, the thresholds as lines, the assigned splits shaded."""
+    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for (name, span), shade in zip(splits.items(), (0.06, 0.14, 0.24)):
+        if span:
+            ax.axvspan(span[0] - 0.5, span[1] + 0.5, color="k", alpha=shade, lw=0)
+            ax.text((span[0] + span[1]) / 2, 1.04, name, ha="center", va="bottom")
+    ops = table["op"]
+    ax.plot(ops, table["greedy"], "s--", color="C2", label="greedy verified")
+    for column, colour in (("pass@1", "C0"), (f"pass@{k}", "C1")):
+        error = [table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]]
+        ax.errorbar(ops, table[column], yerr=error, fmt="o-", color=colour, capsize=3,
+                    label=f"verified {column} (95% CI)")
+    for y, style in ((rules.id_greedy, ":"), (rules.edge_pass1_max, "--"), (rules.edge_passk_min, "-."),
+                     (rules.hard_passk_max, ":")):
+        ax.axhline(y, color="grey", lw=0.8, ls=style)
+    ax.set(xlabel="op", ylabel="accuracy", ylim=(-0.02, 1.12), xticks=list(ops), title=title)
+    ax.legend(loc="center right", fontsize=8, frameon=False)
+    save(fig, out)
+
+
+def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str, overrides: dict,
+              progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Evaluate into OUT/eval, write OUT/calibration.md and (if complete) OUT/ladder.yaml; (splits, table)."""
+    out = Path(out)
+    rule_overrides = {key.removeprefix("rules."): v for key, v in overrides.items() if key.startswith("rules.")}
+    rules = build(Rules, rule_overrides, "rules")
+    cfg, guess = load_eval_config(preset, {key: v for key, v in overrides.items() if not key.startswith("rules.")})
+    if not cfg.greedy:
+        raise ConfigError("eval.greedy: calibration needs the greedy pass (the ID rule is greedy accuracy)")
+    # Every op of the guessed range is evaluated: the guess's gaps are closed, its splits only label DIR/eval.
+    covering = Ladder(ID=Span(guess.ID.lo, guess.edge.lo - 1), edge=Span(guess.edge.lo, guess.hard.lo - 1),
+                      hard=guess.hard)
+    own = {"eval", LADDER_FILE, TABLE_FILE, f"{FIGURE}.png", f"{FIGURE}.pdf"}
+    if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - own):
+        raise EvalError(f"{out}: exists and is not a calibration directory; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    evaluate(model, data, out / "eval", cfg, covering, progress=progress)
+    evaluation = read_eval(out / "eval")
+    k = cfg.samples
+    table = per_op_table(evaluation.samples, k, n_boot=cfg.n_boot, seed=cfg.seed)
+    splits = assign(table, k, rules)
+    chance = chance_pass_at_k(read_manifest(data)["spec"]["graph"].get("modulus"), k)
+    (out / TABLE_FILE).write_text(render(table, splits, k, rules, chance, str(model)))
+    plot_calibration(table, splits, k, rules, f"{evaluation.checkpoint}: measured ladder (T={cfg.temperature})",
+                     out / FIGURE)
+    ladder_path = out / LADDER_FILE
+    if all(splits.values()):
+        write_ladder(ladder_path, splits, f"Measured by `lab calibrate --model {model} --data {data}` "
+                                          f"(k={k}, T={cfg.temperature}); rules and per-op table: {TABLE_FILE}")
+    else:
+        ladder_path.unlink(missing_ok=True)  # a stale ladder from an earlier calibration would mislead
+    return splits, table
+
+
+def write_ladder(path: Path, splits: dict[str, tuple[int, int]], note: str) -> None:
+    """A YAML file with one `ladder:` section, checked by building it as a `Ladder` before it is written."""
+    section = {name: {"lo": lo, "hi": hi} for name, (lo, hi) in splits.items()}
+    build(Ladder, section, "ladder")
+    path.write_text(f"# {note}\n" + yaml.safe_dump({"ladder": section}, sort_keys=False))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lab calibrate", description=__doc__.split("\n\n")[0],
+                                     epilog="eval fields as in lab eval (--samples K --problems-per-op P ...); "
+                                            "the guessed range: --ladder.ID.lo OP --ladder.hard.hi OP; thresholds: "
+                                            "--rules.id_greedy --rules.edge_pass1_max --rules.edge_passk_min "
+                                            "--rules.hard_passk_max")
+    parser.add_argument("--model", required=True, type=Path, help="HF model directory, or a run directory")
+    parser.add_argument("--data", required=True, type=Path, help="corpus whose test split covers the ops")
+    parser.add_argument("--out", required=True, type=Path, help="calibration directory (eval/, ladder.yaml, table)")
+    parser.add_argument("--preset", default="smoke", help="preset name or YAML path (sections 'eval', 'ladder')")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        splits, table = calibrate(args.model, args.data, args.out, args.preset, parse_overrides(rest),
+                                  progress=not args.quiet)
+    except (ConfigError, EvalError) as err:
+        print(f"lab calibrate: error: {err}", file=sys.stderr)
+        return 2
+    print((args.out / TABLE_FILE).read_text())
+    missing = [name for name, span in splits.items() if span is None]
+    if missing:
+        print(f"lab calibrate: under these rules the base has no {' and no '.join(missing)} split; "
+              f"no {LADDER_FILE} written (the per-op table says why)", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out / LADDER_FILE}")
+    return 0
+

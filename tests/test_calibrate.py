@@ -1,0 +1,141 @@
+"""lab calibrate: per-op numbers against hand counts, the split rules on crafted tables, the ladder file through the
+config layer, and the command end to end on a smoke base (which has no frontier, so it must say so and exit 1)."""
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from analysis.calibrate import Rules, assign, chance_pass_at_k, main, per_op_table, plot_calibration, write_ladder
+from analysis.config import Ladder, Span, load_eval_config, load_ladder
+from core.config import ConfigError
+
+
+def samples_frame(verified: dict[tuple[str, int, str], list[bool]], greedy: dict[tuple[str, int, str], bool]):
+    rows = []
+    for (context, op, problem), flags in verified.items():
+        for j, flag in enumerate(flags):
+            rows.append(dict(checkpoint="base", context=context, op=op, problem_id=problem, sample_idx=j,
+                             answer_correct=flag or j == 0, verified=flag, error="verified" if flag else "unparseable", mode="sampled"))
+        rows.append(dict(checkpoint="base", context=context, op=op, problem_id=problem, sample_idx=0,
+                         answer_correct=greedy[context, op, problem], verified=greedy[context, op, problem],
+                         error="unparseable", mode="greedy"))
+    return pd.DataFrame(rows)
+
+
+def brute_pass_at_k(flags: list[bool], k: int) -> float:
+    draws = list(itertools.combinations(range(len(flags)), k))
+    return sum(any(flags[i] for i in draw) for draw in draws) / len(draws)
+
+
+def test_per_op_numbers_pool_contexts_with_problems_weighing_equally():
+    verified = {("zoo", 2, "a"): [True, True, False, False], ("zoo", 2, "b"): [False] * 4,
+                ("teachers", 2, "c"): [True, False, False, False], ("zoo", 3, "d"): [False, False, False, True]}
+    greedy = {("zoo", 2, "a"): True, ("zoo", 2, "b"): False, ("teachers", 2, "c"): True, ("zoo", 3, "d"): False}
+    table = per_op_table(samples_frame(verified, greedy), k=2, n_boot=200).set_index("op")
+    op2 = [flags for (_, op, _), flags in verified.items() if op == 2]
+    assert table.at[2, "problems"] == 3 and table.at[2, "greedy"] == pytest.approx(2 / 3)
+    assert table.at[2, "pass@1"] == pytest.approx(sum(sum(f) / 4 for f in op2) / 3)
+    assert table.at[2, "pass@2"] == pytest.approx(sum(brute_pass_at_k(f, 2) for f in op2) / 3)
+    assert table.at[2, "pass@1_lo"] <= table.at[2, "pass@1"] <= table.at[2, "pass@1_hi"]
+    assert table.at[3, "pass@2"] == pytest.approx(0.5) and table.at[3, "greedy"] == 0.0
+    # answer-only counts sample 0 of every problem as right: pass@2 of op 2 is then 1 - C(3,2)/C(4,2) or more
+    assert table.at[2, "pass@2_answer"] >= 0.5
+
+
+def table_of(rows: list[tuple[int, float, float, float]], k: int = 8) -> pd.DataFrame:
+    return pd.DataFrame([{"op": op, "greedy": g, "pass@1": p1, f"pass@{k}": pk} for op, g, p1, pk in rows])
+
+
+def test_the_rules_assign_consecutive_runs_and_leave_gaps(tmp_path):
+    table = table_of([(2, 1.0, 0.95, 1.0), (3, 0.92, 0.9, 1.0), (4, 0.7, 0.6, 0.99),  # 4: neither ID nor edge
+                      (5, 0.2, 0.4, 0.8), (6, 0.0, 0.1, 0.3), (7, 0.0, 0.02, 0.2),
+                      (8, 0.0, 0.0, 0.1), (9, 0.0, 0.0, 0.05), (10, 0.0, 0.0, 0.0), (11, 0.0, 0.0, 0.2)])
+    splits = assign(table, 8, Rules())
+    assert splits == {"ID": (2, 3), "edge": (5, 7), "hard": (9, 10)}
+    for column in ("pass@1", "pass@8"):  # a figure of it, CIs of +-0.05
+        table[f"{column}_lo"], table[f"{column}_hi"] = table[column] - 0.05, table[column] + 0.05
+    plot_calibration(table, splits, 8, Rules(), "crafted", tmp_path / "fig")
+    assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.pdf").exists()
+
+
+def test_the_ladder_is_incomplete_when_the_base_has_no_frontier():
+    never_mastered = table_of([(2, 0.85, 0.8, 1.0), (3, 0.95, 0.9, 1.0), (4, 0.0, 0.3, 0.5), (5, 0.0, 0.0, 0.0)])
+    assert assign(never_mastered, 8, Rules())["ID"] is None  # ID must start at the lowest op
+    no_edge = table_of([(2, 1.0, 0.9, 1.0), (3, 0.5, 0.1, 0.1), (4, 0.0, 0.0, 0.0)])
+    assert assign(no_edge, 8, Rules()) == {"ID": (2, 2), "edge": None, "hard": (4, 4)}
+    assert assign(no_edge, 8, Rules(edge_passk_min=0.1)) == {"ID": (2, 2), "edge": (3, 3), "hard": (4, 4)}
+
+
+def test_chance_of_answer_only_pass_at_k():
+    assert chance_pass_at_k(7, 1) == pytest.approx(1 / 7)
+    assert chance_pass_at_k(7, 32) == pytest.approx(1 - (6 / 7) ** 32) and chance_pass_at_k(None, 32) is None
+
+
+def test_a_ladder_file_replaces_the_presets_ladder(tmp_path):
+    path = tmp_path / "ladder.yaml"
+    write_ladder(path, {"ID": (2, 4), "edge": (5, 7), "hard": (9, 12)}, "measured")
+    assert load_ladder("smoke", ladder_file=path) == Ladder(Span(2, 4), Span(5, 7), Span(9, 12))
+    assert load_ladder("smoke") == Ladder(Span(2, 3), Span(4, 5), Span(6, 8))  # the preset's, untouched
+    _, ladder = load_eval_config("smoke", {"ladder.hard.hi": 14, "samples": 4}, ladder_file=path)
+    assert ladder == Ladder(Span(2, 4), Span(5, 7), Span(9, 14))
+    with pytest.raises(ConfigError, match="no such ladder file"):
+        load_ladder("smoke", ladder_file=tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("ladder: {ID: {lo: 2, hi: 5}, edge: {lo: 4, hi: 6}, hard: {lo: 7, hi: 8}}\n")
+    with pytest.raises(ConfigError, match="ladder.edge.lo"):
+        load_ladder("smoke", ladder_file=tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError):  # a ladder that breaks the ordering is never written
+        write_ladder(tmp_path / "never.yaml", {"ID": (2, 5), "edge": (4, 6), "hard": (7, 8)}, "x")
+    assert not (tmp_path / "never.yaml").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_base(tmp_path_factory):
+    from datagen.cli import main as datagen
+    from pretrain.cli import main as pretrain
+
+    root = tmp_path_factory.mktemp("calibrate")
+    assert datagen(["--preset", "smoke", "--out", str(root / "corpus"), "--quiet"]) == 0
+    assert pretrain(["--preset", "smoke", "--data", str(root / "corpus"), "--out", str(root / "base"), "--quiet"]) == 0
+    return root
+
+
+def test_calibrating_a_base_without_a_frontier(smoke_base, tmp_path, capsys):
+    args = ["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--out", str(tmp_path / "cal"),
+            "--quiet", "--problems-per-op", "2", "--samples", "4", "--max-new-tokens", "48"]
+    assert main(args) == 1  # a 30-step smoke model solves nothing greedily: no ID, so no ladder
+    assert "the base has no ID" in capsys.readouterr().err
+    assert not (tmp_path / "cal" / "ladder.yaml").exists() and (tmp_path / "cal" / "calibration.png").exists()
+    table = (tmp_path / "cal" / "calibration.md").read_text()
+    corpus_ops = range(2, 7)  # the smoke corpus has op 2-6; the preset's guess reaches 8
+    assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "op" not in line
+            and "---" not in line] == [str(op) for op in corpus_ops]
+    assert "answer pass@4 (chance)" in table and "(0.16)" in table  # mod 23: 1 - (22/23)^4
+    assert main(args) == 1  # rerun: the evaluation is reused, the verdict the same
+
+
+def test_bad_inputs_exit_2(smoke_base, tmp_path, capsys):
+    base = ["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--rules.id_greedy", "2"]) == 2
+    assert "rules.id_greedy" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "other").write_text("x")
+    assert main([*base, "--out", str(tmp_path / "taken")]) == 2
+    assert "not a calibration directory" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--greedy", "false"]) == 2
+    assert "eval.greedy" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_lab_eval_takes_a_measured_ladder(smoke_base, tmp_path, capsys):
+    from analysis.evaldir import read_summary
+    from analysis.evaluate import main as evaluate
+
+    write_ladder(tmp_path / "ladder.yaml", {"ID": (2, 2), "edge": (3, 4), "hard": (5, 6)}, "hand-made")
+    out = tmp_path / "eval"
+    assert evaluate(["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--out", str(out),
+                     "--quiet", "--ladder-file", str(tmp_path / "ladder.yaml"), "--problems-per-op", "1",
+                     "--samples", "2", "--max-new-tokens", "8"]) == 0
+    assert read_summary(out)["request"]["ladder"] == {"ID": [2, 2], "edge": [3, 4], "hard": [5, 6]}
+    assert evaluate(["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet",
+                     "--out", str(tmp_path / "x"), "--ladder-file", str(tmp_path / "none.yaml")]) == 2
+    assert "no such ladder file" in capsys.readouterr().err
