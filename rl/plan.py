@@ -29,8 +29,6 @@ def main(argv: list[str]) -> int:
     try:
         if not (math.isfinite(args.total_tokens) and args.total_tokens > 0):
             raise ConfigError(f"--total-tokens: must be a finite number > 0, got {args.total_tokens}")
-        if args.seq_len is not None and not (math.isfinite(args.seq_len) and args.seq_len > 0):
-            raise ConfigError(f"--seq-len: must be a finite number > 0, got {args.seq_len}")
         mid = load(MidtrainConfig, args.preset, "midtrain")
         rl = load(RLConfig, args.preset, "rl")
         mode, prompt_len, completion_len = "paper", None, None
