@@ -22,6 +22,7 @@ import yaml
 
 from analysis import plots
 from analysis.claims import claims_table, group_of, judge
+from analysis.config import load_ladder
 from analysis.evaldir import read_eval
 from analysis.report import build_report, compare, verdict_lines
 from core.config import ConfigError, load, preset_path
@@ -320,15 +321,13 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def read_ladder(path: Path) -> dict:
-    """A calibrated ladder (`lab calibrate`'s ladder.yaml): ID / edge / hard spans, at top level or under `ladder:`."""
+    """A calibrated ladder (`lab calibrate`'s ladder.yaml, one `ladder:` section), read as `lab eval --ladder-file`
+    reads it."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"--ladder: cannot read {path}: {err}") from None
-    data = data.get("ladder", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict) or not {"ID", "edge", "hard"} <= set(data):
-        raise ValueError(f"--ladder: {path} has no ID / edge / hard spans")
-    return {name: data[name] for name in ("ID", "edge", "hard")}
+        ladder = load_ladder("", ladder_file=path)
+    except (ConfigError, yaml.YAMLError) as err:
+        raise ValueError(f"--ladder: {err}") from None
+    return {name: {"lo": lo, "hi": hi} for name, (lo, hi) in ladder.splits().items()}
 
 
 def main(argv: list[str]) -> int:
