@@ -119,7 +119,7 @@ def plot_reward_variants(results: pd.DataFrame, *, ks: Sequence[int] | None = No
 
 def plot_exposure(results: pd.DataFrame, *, context: str, ks: Sequence[int] | None = None,
                   metric: str = "pass@k_verified", order: Sequence[str] | None = None,
-                  out: str | Path | None = None) -> Figure:
+                  out: str | Path | None = None, xlabel: str | None = None) -> Figure:
     """Paper Fig. 4: pass@k on `context` against its share of the pre-training corpus, one line per arm.
 
     Needs columns `exposure_pct` (0–100) and `arm` (e.g. base, RL). The x axis is symlog, linear below the
@@ -148,7 +148,7 @@ def plot_exposure(results: pd.DataFrame, *, context: str, ks: Sequence[int] | No
             ax.set_xticks(exposures)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set(title=f"pass@{k} · {split} · context {context}", ylim=(0, 105),
-                   xlabel=f"context {context} share of pre-training (%)",
+                   xlabel=xlabel or f"context {context} share of pre-training (%)",
                    ylabel=f"pass@{k}, {METRIC_LABELS[metric]} (%)")
         return _finish(fig, axes, out)
 

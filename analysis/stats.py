@@ -57,6 +57,42 @@ def paired_diff_ci(arm_values, base_values, stat: Stat = np.mean, n_boot: int = 
     return _unwrap(np.ndim(arm_values) == 1, point, lo, hi)
 
 
+def bootstrap_p(boot_differences, direction: str) -> float:
+    """One-sided bootstrap p-value that the difference is not in `direction` ("up": share of resampled
+    differences <= 0, "down": >= 0), with the +1 correction so it is never 0 for a finite number of draws."""
+    boot = np.asarray(boot_differences, dtype=float)
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    against = (boot <= 0) if direction == "up" else (boot >= 0)
+    return float((against.sum() + 1) / (len(boot) + 1))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
+
+    Sorted ascending, the i-th smallest (0-based) of m is multiplied by m - i, then a running maximum keeps the
+    adjusted values monotone, and they are capped at 1. Rejecting where adjusted p < α is Holm's procedure.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1 or np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError(f"p-values must be a 1-D array in [0, 1], got {pvalues!r}")
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (len(p) - np.arange(len(p)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def paired_bootstrap(arm, base, n_boot: int = 2000, seed: int | np.random.Generator | None = 0):
+    """(point, resampled differences) of mean(arm) − mean(base) over problems, resampled together."""
+    arm, base = _problem_matrix(arm, "arm")[:, 0], _problem_matrix(base, "base")[:, 0]
+    if arm.shape != base.shape:
+        raise ValueError(f"arm values {arm.shape} and base values {base.shape} are not paired problem by problem")
+    draws = _draws(len(arm), n_boot, seed)
+    diff = arm - base
+    return float(diff.mean()), diff[draws].mean(axis=1)
+
+
 def _problem_matrix(values, name: str) -> np.ndarray:
     matrix = np.asarray(values, dtype=float)
     if matrix.ndim == 1:

@@ -49,9 +49,13 @@ class PromptPool:
         return len(self.prompts)
 
     def select(self, seed: int, step: int, n: int) -> list[Prompt]:
-        rng = np.random.default_rng([seed, step, 1])
-        replace = n > len(self.active)
-        picks = rng.choice(len(self.active), size=n, replace=replace)
+        """Step `step`'s prompts: the step's slice of seeded permutations of the active prompts, so a pool of
+        steps × n rows gives every step unseen prompts (the paper uses each prompt once); a smaller pool
+        starts a fresh permutation when one is used up."""
+        size = len(self.active)
+        positions = [divmod(position, size) for position in range(step * n, (step + 1) * n)]
+        orders = {epoch: np.random.default_rng([seed, epoch, 1]).permutation(size) for epoch, _ in positions}
+        picks = [orders[epoch][offset] for epoch, offset in positions]
         return [self.prompts[self.active[i]] for i in picks]
 
     def candidates(self, seed: int, step: int, n: int) -> list[Prompt]:

@@ -9,8 +9,11 @@ place. Re-running a sweep finds finished steps by their completion marker and sk
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
+import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from core.config import load, to_dict
+from core.config import ConfigError, build, load, to_dict
 from core.parallel import without_placement
 from sweeps.stages import STAGES
 
@@ -106,6 +109,9 @@ class Sweep:
 
         def visit(step: Step) -> None:
             if step.key in ordered:
+                if ordered[step.key].label != step.label:  # two directories for one config: one would never run
+                    raise ValueError(f"steps {ordered[step.key].label!r} and {step.label!r} resolve to the same "
+                                     f"{step.command} config; build it once and share the Step")
                 return
             for _, upstream in step.inputs:
                 visit(upstream)
@@ -124,3 +130,88 @@ class Sweep:
         for step in self.steps():
             waves[depth[step.key]].append(step)
         return waves
+
+
+# ---- how long a step should take, from measured rates ------------------------------------------------------------
+
+
+@dataclass
+class Rates:
+    """Measured throughput of each stage on a preset's target machine (preset section `findings.rates`), for
+    the plan's time estimates; null where nobody has measured it (the plan then says so instead of guessing)."""
+
+    datagen_rows_per_s: float | None = None
+    pretrain_tokens_per_s: float | None = None
+    midtrain_tokens_per_s: float | None = None
+    rl_samples_per_s: float | None = None
+    eval_samples_per_s: float | None = None
+    job_overhead_s: float = 0.0  # start-up of every job (interpreter, torch import) before its work begins
+    source: str = ""  # where and how the figures were measured
+
+    def validate(self, where: str) -> None:
+        for name in ("datagen_rows_per_s", "pretrain_tokens_per_s", "midtrain_tokens_per_s", "rl_samples_per_s",
+                     "eval_samples_per_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{where}.{name}: must be > 0, got {value}")
+        if self.job_overhead_s < 0:
+            raise ConfigError(f"{where}.job_overhead_s: must be >= 0, got {self.job_overhead_s}")
+
+
+def step_config(step: Step):
+    """The typed config of `step`'s own stage section."""
+    info = STAGES[step.command]
+    resolved = step.resolved[info.section] if info.also else step.resolved
+    return build(info.config_class(), resolved, info.section)
+
+
+def step_work(step: Step) -> tuple[float, str]:
+    """(amount, unit) of the work `step` does, in the unit its rate is measured in."""
+    cfg = step_config(step)
+    if step.command == "datagen":
+        rows = sum(v for k, v in cfg.splits.items() if not (k == "train" and cfg.train_tokens))
+        if cfg.train_tokens:
+            rows += math.ceil(cfg.train_tokens / _mean_row_tokens(json.dumps(to_dict(cfg), sort_keys=True)))
+        return rows, "rows"
+    if step.command in ("pretrain", "midtrain"):
+        return cfg.tokens, "tokens"
+    if step.command == "rl":
+        return cfg.steps * cfg.prompts_per_step * cfg.rollouts, "samples"
+    data = step_config(dict(step.inputs)["--data"])
+    return data.splits.get(cfg.split, 0) * (cfg.samples + int(cfg.greedy)), "samples"
+
+
+def total_steps(step: Step) -> int | None:
+    """Optimizer / RL steps of a training step (what its metrics.jsonl counts), None for the others."""
+    cfg = step_config(step)
+    return getattr(cfg, "steps", None) if step.command in ("pretrain", "midtrain", "rl") else None
+
+
+def expected_seconds(step: Step, rates: Rates) -> float | None:
+    amount, _ = step_work(step)
+    rate = getattr(rates, {"datagen": "datagen_rows_per_s", "pretrain": "pretrain_tokens_per_s",
+                           "midtrain": "midtrain_tokens_per_s", "rl": "rl_samples_per_s",
+                           "eval": "eval_samples_per_s"}[step.command])
+    return None if rate is None else rates.job_overhead_s + amount / rate
+
+
+@functools.cache
+def tokenizer_for(rendering: str):
+    from datagen.tokenizer import build_tokenizer
+
+    return build_tokenizer(styles=(rendering,))
+
+
+@functools.cache
+def _mean_row_tokens(spec_json: str, n: int = 32) -> float:
+    """Mean tokens per row of a corpus spec, from a pilot of `n` rows drawn from its cells."""
+    from datagen.corpus import make_sample
+    from datagen.spec import CorpusSpec
+
+    spec = build(CorpusSpec, json.loads(spec_json), "datagen")
+    cells = spec.cell_weights()
+    rng = random.Random(f"{spec.seed}/plan")
+    picks = rng.choices(list(cells), weights=list(cells.values()), k=n)
+    rows = [make_sample(spec, "train", -1 - i, context, op) for i, (context, op) in enumerate(picks)]
+    texts = [row["text"] for row in rows if row is not None]  # None: no graph of that op fits the split
+    return sum(map(len, tokenizer_for(spec.rendering)(texts)["input_ids"])) / len(texts)

@@ -1,6 +1,7 @@
 """Run a sweep's steps as submitit jobs, locally (the default) or on SLURM.
 
-Locally, steps run one wave at a time, `parallel` jobs at once, each in its own subprocess. On SLURM every
+Locally, up to `parallel` jobs run at once, each in its own subprocess, and a step starts as soon as its
+inputs are finished. On SLURM every
 pending step is submitted up front with `afterok` dependencies on the jobs it reads from; steps of one
 wave that share a command and the same upstream steps go out as one job array, so a failure only blocks
 the steps that really depend on it (`kill-on-invalid-dep` cancels them instead of leaving them pending).
@@ -13,18 +14,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import submitit
 
 from core.parallel import Placement
 from sweeps.checkpointing import CheckpointableStage
 from sweeps.executors import Cluster, StageResources, make_executor
-from sweeps.plan import Step, Sweep
+from sweeps.plan import Step, Sweep, total_steps
 from sweeps.stages import STAGES
 
 ENTRY = "sweeps.runner:run_step"
@@ -72,72 +76,122 @@ class StepRecord:
     command: str
     key: str
     out_dir: str
-    status: str  # done | failed | blocked | submitted | skipped
+    status: str  # pending | running | submitted | done | skipped | failed | blocked
     job_id: str | None = None
     log: str | None = None
     error: str | None = None
+    expected_s: float | None = None  # from the preset's measured rates (None: not measured)
+    total_steps: int | None = None  # training steps, for progress from metrics.jsonl
+    started: float | None = None
+    ended: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StepRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def state_path(root: Path, name: str) -> Path:
     return Path(root) / "sweeps" / f"{name}.json"
 
 
-def _save(root: Path, sweep: Sweep, records: dict[str, StepRecord]) -> None:
+def _save(root: Path, sweep: Sweep, records: dict[str, StepRecord], meta: dict | None = None) -> None:
     path = state_path(root, sweep.name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = meta if meta is not None else _META.get(path, {})
+    _META[path] = meta
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"sweep": sweep.name, "steps": [asdict(r) for r in records.values()]}, indent=1))
+    tmp.write_text(json.dumps({"sweep": sweep.name, **meta, "steps": [asdict(r) for r in records.values()]}, indent=1))
     tmp.replace(path)
 
 
+_META: dict[Path, dict] = {}  # per state file: cluster and parallelism, saved with every update
+Progress = Callable[[list[StepRecord]], None]
+
+
 def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
-              resources: dict[str, StageResources] | None = None, parallel: int = 1) -> list[StepRecord]:
+              resources: dict[str, StageResources] | None = None, parallel: int = 1,
+              expected: dict[str, float | None] | None = None, on_progress: Progress | None = None,
+              every: float = 30.0) -> list[StepRecord]:
     """Run every unfinished step of `sweep` under `root`; return one record per step (never raises on a
-    failed step: its dependents are marked blocked and the rest of the sweep carries on)."""
+    failed step: its dependents are marked blocked and the rest of the sweep carries on).
+
+    `expected` (step key -> seconds) is kept with each record for ETAs; `on_progress` is called with the
+    records every `every` seconds while local jobs run, and whenever a step ends."""
+    if parallel < 1:
+        raise ValueError(f"parallel: must be >= 1, got {parallel}")
     root = Path(root)
     resources = resources or {}
-    records = {s.key: StepRecord(s.label, s.command, s.key, str(s.out_dir(root)), "skipped" if s.done(root) else "pending")
+    expected = expected or {}
+    records = {s.key: StepRecord(s.label, s.command, s.key, str(s.out_dir(root)), "skipped" if s.done(root) else "pending",
+                                 expected_s=expected.get(s.key), total_steps=total_steps(s))
                for s in sweep.steps()}
-    _save(root, sweep, records)
+    _save(root, sweep, records, {"cluster": cluster, "parallel": parallel, "started": time.time()})
     if cluster == "slurm":
         _run_on_slurm(sweep, root, resources, records)
     else:
-        _run_waves(sweep, root, cluster, resources, parallel, records)
+        _run_local(sweep, root, cluster, resources, parallel, records, on_progress, every)
     for step in sweep.steps():
-        if records[step.key].status == "pending":  # finished before we looked, or never reached
+        if records[step.key].status in ("pending", "running"):  # finished before we looked, or never reached
             records[step.key].status = "done" if step.done(root) else "blocked"
     _save(root, sweep, records)
     return list(records.values())
+
+
+def stop_jobs_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler, `kill`) unwind like Ctrl-C, so the runner cancels its local jobs on the way out
+    instead of leaving them to race a rerun; the process exits with 143."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def _executor(root: Path, cluster: Cluster, command: str, resources: dict[str, StageResources]):
     return make_executor(cluster, root / "logs" / command, resources.get(command, StageResources()))
 
 
-def _run_waves(sweep, root, cluster, resources, parallel, records) -> None:
-    for wave in sweep.waves():
-        todo = [s for s in wave if records[s.key].status == "pending"]
-        for step in todo:
-            failed = [u.label for _, u in step.inputs if records[u.key].status in ("failed", "blocked")]
-            if failed:
-                records[step.key].status = "blocked"
-                records[step.key].error = f"upstream failed: {', '.join(failed)}"
-        runnable = [s for s in todo if records[s.key].status == "pending"]
-        for start in range(0, len(runnable), parallel):
-            batch = runnable[start:start + parallel]
-            jobs = []
-            for step in batch:  # the local executor hands the parent's environment to its job
+def _run_local(sweep, root, cluster, resources, parallel, records, on_progress=None, every=30.0,
+               poll: float = 0.5) -> None:
+    """Keep up to `parallel` jobs running: a step starts as soon as its inputs are finished (not when its whole
+    wave is), and a failure blocks only the steps downstream of it."""
+    steps = sweep.steps()  # upstream before downstream
+    running: list[tuple[Step, submitit.Job]] = []
+    last = 0.0
+    try:
+        while True:
+            changed = False
+            for step in steps:
+                record = records[step.key]
+                failed = [u.label for _, u in step.inputs if records[u.key].status in ("failed", "blocked")]
+                if record.status == "pending" and failed:
+                    record.status, record.error = "blocked", f"upstream failed: {', '.join(failed)}"
+                    changed = True
+            ready = [s for s in steps if records[s.key].status == "pending"
+                     and all(records[u.key].status in ("done", "skipped") for _, u in s.inputs)]
+            for step in ready[:parallel - len(running)]:
+                # the local executor hands the parent's environment to its job
                 os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
-                executor = _executor(root, cluster, step.command, resources)
-                jobs.append((step, executor.submit(CheckpointableStage(), ENTRY, _argv(step, root, resources))))
-            try:
-                for step, job in jobs:
-                    _finish(records[step.key], job)
-            except BaseException:  # Ctrl-C or SIGTERM: local jobs would outlive us and race a rerun
-                for _, job in jobs:
-                    job.cancel(check=False)
-                raise
-            _save(root, sweep, records)
+                job = _executor(root, cluster, step.command, resources).submit(CheckpointableStage(), ENTRY,
+                                                                               _argv(step, root, resources))
+                running.append((step, job))
+                record = records[step.key]
+                record.status, record.started = "running", time.time()
+                record.job_id, record.log = str(job.job_id), str(job.paths.stderr)
+                changed = True
+            for step, job in [(s, j) for s, j in running if j.done()]:
+                _finish(records[step.key], job)
+                running.remove((step, job))
+                changed = True
+            if changed:
+                _save(root, sweep, records)
+            if on_progress and (changed or time.time() - last >= every):
+                on_progress(list(records.values()))
+                last = time.time()
+            if not running and not any(records[s.key].status == "pending" for s in steps):
+                return
+            time.sleep(poll)
+    except BaseException:  # Ctrl-C or SIGTERM: local jobs would outlive us and race a rerun
+        for _, job in running:
+            job.cancel(check=False)
+        raise
 
 
 def _finish(record: StepRecord, job: submitit.Job) -> None:
@@ -148,6 +202,7 @@ def _finish(record: StepRecord, job: submitit.Job) -> None:
     except Exception as err:  # a failed step is reported, never fatal to the sweep
         record.status = "failed"
         record.error = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    record.ended = time.time()
 
 
 def _run_on_slurm(sweep, root, resources, records) -> None:
@@ -171,6 +226,7 @@ def _run_on_slurm(sweep, root, resources, records) -> None:
                 jobs[step.key] = job
                 record = records[step.key]
                 record.status, record.job_id, record.log = "submitted", str(job.job_id), str(job.paths.stderr)
+                record.started = time.time()
     _save(root, sweep, records)
     for key, job in jobs.items():
         _finish(records[key], job)
@@ -179,19 +235,120 @@ def _run_on_slurm(sweep, root, resources, records) -> None:
     _save(root, sweep, records)
 
 
-def status_table(root: str | Path, name: str) -> str:
-    """A table of the sweep's steps with their state on disk (finished runs are found by their marker)."""
+def read_state(root: str | Path, name: str) -> tuple[dict, list[StepRecord]]:
     path = state_path(root, name)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such sweep state (run the sweep first)")
-    rows = json.loads(path.read_text())["steps"]
-    lines = [f"{'step':<28} {'stage':<9} {'status':<9} {'job':<10} output / log"]
-    for r in rows:
-        done = (Path(r["out_dir"]) / STAGES[r["command"]].marker).exists()
-        status = "done" if done else r["status"]
-        where = r["out_dir"] if status in ("done", "skipped") else (r["log"] or r["out_dir"])
-        lines.append(f"{r['label']:<28} {r['command']:<9} {status:<9} {r['job_id'] or '-':<10} {where}")
-        if r.get("error") and not done:
-            lines.append(f"{'':<28} {'':<9} error: {r['error']}")
+    state = json.loads(path.read_text())
+    return state, [StepRecord.from_dict(r) for r in state["steps"]]
+
+
+def live_status(record: StepRecord, local: bool = False) -> tuple[str, float | None]:
+    """(status, progress in [0, 1] or None) of a step as its output directory shows it now.
+
+    Finished steps are found by their marker, so a sweep read while it runs, or after it was killed, or on
+    SLURM (where only the scheduler knows a job is running), still shows what is really done; a submitted
+    step whose directory exists has started."""
+    out = Path(record.out_dir)
+    if (out / STAGES[record.command].marker).exists():
+        return ("skipped" if record.status == "skipped" else "done"), 1.0
+    status = record.status
+    if status == "submitted":
+        status = "running" if out.exists() else "queued"
+    elif status == "pending":
+        status = "queued"
+    elif status == "running" and local and not _alive(record.job_id):
+        status = "stopped"  # the sweep was killed: a rerun resumes it
+    progress = None
+    if status == "running" and record.total_steps:
+        step = _last_logged_step(out / "metrics.jsonl")
+        progress = None if step is None else min(1.0, (step + 1) / record.total_steps)
+    return status, progress
+
+
+def _alive(job_id: str | None) -> bool:
+    """Whether a local job (its id is its process id) still runs."""
+    if not job_id or not job_id.isdigit():
+        return True
+    try:
+        os.kill(int(job_id), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_logged_step(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            step = json.loads(line).get("step")
+        except json.JSONDecodeError:
+            continue  # the first line of the tail may be cut
+        if step is not None:
+            return int(step)
+    return None
+
+
+def summarize(records: list[StepRecord], parallel: int = 1, now: float | None = None, local: bool = False) -> str:
+    """One line: counts per status and an ETA from the expected times of what is left."""
+    now = now or time.time()
+    counts: dict[str, int] = defaultdict(int)
+    left, unknown = 0.0, 0
+    for record in records:
+        status, progress = live_status(record, local)
+        counts[status] += 1
+        if status in ("running", "queued"):
+            if record.expected_s is None:
+                unknown += 1
+                continue
+            if status == "running":
+                elapsed = now - (record.started or now)
+                remaining = record.expected_s * (1 - progress) if progress is not None else record.expected_s - elapsed
+                left += max(remaining, 0.0)
+            else:
+                left += record.expected_s
+    order = ("done", "skipped", "running", "queued", "stopped", "failed", "blocked")
+    line = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    if not counts["running"] and not counts["queued"]:
+        return f"{line}; nothing left to run"
+    eta = f"ETA ~{duration(left / max(parallel, 1))}" if left or not unknown else "ETA unknown"
+    if unknown:
+        eta += f" (+ {unknown} step(s) without a measured rate)"
+    return f"{line}; {eta}"
+
+
+def status_table(root: str | Path, name: str) -> str:
+    """The sweep's steps with their live state (done / running with progress / queued / failed with its log),
+    and a summary line with the ETA."""
+    state, records = read_state(root, name)
+    now, local = time.time(), state.get("cluster") == "local"
+    lines = [f"{'step':<28} {'stage':<9} {'status':<9} {'progress':>8} {'elapsed':>8} {'expected':>8} "
+             f"{'job':<10} output / log"]
+    for r in records:
+        status, progress = live_status(r, local)
+        elapsed = ((r.ended or now) - r.started) if r.started and status not in ("queued", "skipped") else None
+        where = r.out_dir if status in ("done", "skipped", "queued") else (r.log or r.out_dir)
+        shown = f"{100 * progress:.0f}%" if progress is not None else ("100%" if status in ("done", "skipped") else "-")
+        lines.append(f"{r.label:<28} {r.command:<9} {status:<9} {shown:>8} {duration(elapsed):>8} "
+                     f"{duration(r.expected_s):>8} {r.job_id or '-':<10} {where}")
+        if r.error and status in ("failed", "blocked"):
+            lines.append(f"{'':<28} {'':<9} error: {r.error}")
+    lines.append(summarize(records, state.get("parallel", 1), now, local))
     return "\n".join(lines)
 
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -27,7 +27,8 @@ class StageInfo:
 
 
 # Preset sections read by the sweep machinery itself rather than by one stage.
-SWEEP_SECTIONS: dict[str, str] = {"resources": "sweeps.executors:SweepResources"}
+SWEEP_SECTIONS: dict[str, str] = {"resources": "sweeps.executors:SweepResources",
+                                   "findings": "sweeps.findings:FindingsConfig"}
 
 
 def _resolve(path: str) -> type:

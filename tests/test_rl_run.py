@@ -73,8 +73,8 @@ def test_summary_metrics_and_completions(base, tmp_path):
     for name in ("rl/reward", "rl/verified", "rl/zero_var_all0", "rl/zero_var_all1", "rl/entropy", "rl/kl",
                  "rl/response_length", "rl/clip_frac", "rl/tokens_generated", "rl/logprob_gap"):
         assert name in metrics and metrics[name].notna().sum() == STEPS, name
-    # nats per completion: the ratio starts at the sampler's policy. float32 sums over a completion differ by a few
-    # ulps (~1e-4 seen); a temperature or alignment bug is off by nats.
+    # nats per completion: the ratio starts at the sampler's policy. float32 rounding summed over up to 64 tokens
+    # reaches ~1.2e-4 on some prompt draws; the faults this guards against give gaps of 3 nats and more.
     assert metrics["rl/logprob_gap"].max() < 1e-3
     rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
     assert {r["step"] for r in rows} == {0, 2, 4} and all("completion" in r and "error" in r for r in rows)
@@ -102,9 +102,10 @@ def test_micro_batches_do_not_change_the_update(base, tmp_path, monkeypatch, agg
     assert main(rl_args(base, many, *common, "--micro_batch", "3")) == 0
     a, b = load_file(one / "model" / "model.safetensors"), load_file(many / "model" / "model.safetensors")
     # Adam's first steps are ~lr * sign(gradient): the few entries whose gradient is near float noise (a key bias
-    # has none in exact arithmetic) differ by ~2e-6 of a 2e-3 move. Anything the cut really changed moves ~1e-3.
+    # has none in exact arithmetic) differ by ~2e-6 to ~1e-5 of a 2e-3 move, depending on the prompts drawn. Anything
+    # the cut really changed moves ~1e-3.
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-5, msg=name)
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=5e-5, msg=name)
     init = load_file(base / "base" / "model" / "model.safetensors")
     assert max(float((a[name] - init[name]).abs().max()) for name in a) > 1.5e-3  # two real steps of lr 1e-3
 

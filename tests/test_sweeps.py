@@ -1,8 +1,10 @@
-"""Sweeps: DAG keys and sharing, local execution through submitit, failures, idempotent re-runs, SLURM."""
+"""Sweeps: DAG keys and sharing, local execution through submitit on two-step DAGs (failures, progress, ETA,\nidempotent re-runs, SIGTERM), the findings' wiring, bad input, one whole smoke reproduction, SLURM."""
 
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core.config import load, parse_overrides
@@ -75,14 +77,19 @@ def test_local_sweep_runs_a_two_process_stage(tmp_path):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
+    """Two two-step DAGs (corpus -> pre-training): one succeeds, one has a corpus that cannot be built."""
     root = tmp_path_factory.mktemp("sweep")
     good, bad = corpus("good"), corpus("bad", ops=[{"lo": 200, "hi": 200}])
     sweep = Sweep("demo", [pretrain(good, "on-good"), pretrain(bad, "on-bad")])
-    return root, sweep, run_sweep(sweep, root, cluster="local")
+    seen = []  # every status the progress callback was shown, per step
+    expected = {step.key: 10.0 for step in sweep.steps()}
+    records = run_sweep(sweep, root, cluster="local", parallel=2, expected=expected, every=0.2,
+                        on_progress=lambda rs: seen.append({r.label: r.status for r in rs}))
+    return root, sweep, records, seen
 
 
 def test_local_sweep_runs_and_isolates_failures(local_sweep):
-    root, sweep, records = local_sweep
+    root, sweep, records, _ = local_sweep
     by_label = {r.label: r for r in records}
     assert by_label["good"].status == "done" and by_label["on-good"].status == "done"
     assert by_label["bad"].status == "failed" and by_label["bad"].log.endswith(".err")
@@ -91,10 +98,43 @@ def test_local_sweep_runs_and_isolates_failures(local_sweep):
     assert summary["seed"] == 0 and summary["commit"]
     table = status_table(root, "demo")
     assert "failed" in table and by_label["bad"].log in table and "blocked" in table
+    assert table.splitlines()[-1] == "2 done, 1 failed, 1 blocked; nothing left to run"
+
+
+def test_progress_callback_sees_steps_run_and_end(local_sweep):
+    root, sweep, records, seen = local_sweep
+    assert {"good": "running", "bad": "running"}.items() <= seen[0].items()  # parallel=2: both corpora at once
+    assert any(s["on-good"] == "running" for s in seen)  # started once its corpus was done, not after "bad"
+    assert seen[-1] == {"good": "done", "bad": "failed", "on-good": "done", "on-bad": "blocked"}
+    for r in records:
+        assert r.expected_s == 10.0
+        if r.status != "blocked":
+            assert r.started <= r.ended
+    assert {r.label: r.total_steps for r in records}["on-good"] == 4  # 8,192 tokens / (8 x 256) per step
+
+
+def test_live_status_reads_progress_and_eta_from_the_run_dir(tmp_path):
+    from sweeps.runner import StepRecord, live_status, summarize
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lines = [json.dumps({"step": s, "train/loss": 1.0}) for s in (0, 1, 2)] + ['{"step": 3, "tra']  # cut mid-write
+    (out / "metrics.jsonl").write_text("\n".join(lines))
+    running = StepRecord("base", "pretrain", "k1", str(out), "running", expected_s=100.0, total_steps=10,
+                         started=1000.0)
+    queued = StepRecord("rl", "rl", "k2", str(tmp_path / "absent"), "pending", expected_s=50.0)
+    unknown = StepRecord("eval", "eval", "k3", str(tmp_path / "absent2"), "pending")
+    assert live_status(running) == ("running", pytest.approx(0.3))  # steps 0..2 logged of 10
+    assert live_status(queued) == ("queued", None)
+    # 70 s left of the running step + 50 s queued, two at a time -> 60 s
+    assert summarize([running, queued], parallel=2, now=1010.0) == "1 running, 1 queued; ETA ~60s"
+    assert "1 step(s) without a measured rate" in summarize([running, unknown], now=1010.0)
+    (out / "summary.json").write_text("{}")
+    assert live_status(running) == ("done", 1.0)
 
 
 def test_rerun_skips_finished_steps(local_sweep):
-    root, sweep, _ = local_sweep
+    root, sweep, _, _ = local_sweep
     marker = sweep.targets[0].out_dir(root) / "summary.json"
     before = marker.stat().st_mtime_ns
     again = {r.label: r.status for r in run_sweep(sweep, root, cluster="local")}
@@ -117,6 +157,7 @@ def test_slurm_sweep_with_arrays_and_dependencies(slurm_cluster, tmp_path):
 
 @pytest.mark.parametrize("preset", ["smoke", "micro", "small", "paper"])
 def test_every_finding_builds_a_dag_for_every_preset(preset):
+    from analysis.claims import group_of
     from sweeps.findings import FINDINGS
 
     for name, build in FINDINGS.items():
@@ -127,33 +168,124 @@ def test_every_finding_builds_a_dag_for_every_preset(preset):
         assert [s.command for s in steps].count("eval") == len(finding.arms)
         assert all(arm.reference in labels for arm in finding.arms if arm.reference), name
         assert len({s.key for s in steps}) == len(steps)
+        groups = {group_of(label) for label in labels}
+        for claim in finding.claims:  # every claim compares arms the finding runs
+            assert {claim.arm, claim.reference} <= groups, (name, claim.id)
+            assert set(claim.splits) <= {"ID", "edge", "hard"}
+        assert len({c.id for c in finding.claims}) == len(finding.claims)
+
+
+def spec(step):
+    from sweeps.plan import step_config
+
+    return step_config(step)
+
+
+def test_findings_are_wired_as_the_paper_ran_them():
+    from rl.config import RLConfig
+    from sweeps.findings import finding1, finding2, sizes
+
+    rl = load(RLConfig, "micro", "rl")
+    f2 = finding2("micro")
+    arm = next(a for a in f2.arms if a.label == "rl-B1-s0")
+    pool = dict(dict(arm.eval.inputs)["--model"].inputs)["--data"]
+    base = dict(dict(arm.eval.inputs)["--model"].inputs)["--init"]
+    corpus = spec(dict(base.inputs)["--data"])
+    zoo, teachers = corpus.contexts
+    assert (zoo.share, teachers.share) == (0.99, 0.01)  # row shares, as the paper's 0.99zoo+0.01teacher
+    assert [(r.lo, r.hi) for r in corpus.ops] == [(2, 14)]  # A on every op of the micro ladder (the paper's 2-20)
+    assert [(r.lo, r.hi) for r in teachers.ops] == [(2, 2)]  # B only atomic
+    assert spec(pool).splits == {"rl": rl.steps * rl.prompts_per_step}  # each prompt drawn once
+    assert {c.name: c.share for c in spec(pool).contexts} == {"zoo": 0.5, "teachers": 0.5}
+
+    f1 = finding1("micro", seeds=(0, 1))
+    shares = sorted({dict(a.design)["top_share_pct"] for a in f1.arms})
+    assert shares == [0.1, 5.0, 20.0, 33.3, 50.0]
+    base = dict(next(a for a in f1.arms if a.label == "base-top5").eval.inputs)["--model"]
+    ops = {(r.lo, r.hi): r.weight for r in spec(dict(base.inputs)["--data"]).ops}
+    # micro ID 2-6 in thirds 2-3 / 4 / 5-6; 5 % on the top third, the other 95 % split 2 : 3
+    assert ops == {(2, 3): pytest.approx(0.38), (4, 4): pytest.approx(0.57), (5, 6): pytest.approx(0.05)}
+    assert {a.label for a in f1.arms} >= {"rl-edge-top5-s1", "rl-ID-s0", "rl-hard-s1"}
+
+    for arm in sizes("micro").arms:
+        model = dict(arm.eval.inputs)["--model"]
+        if model.command == "rl":
+            assert spec(model).edge_filter.enabled  # each size RL'd at its own measured edge
 
 
 def test_finding3_arms_split_one_budget():
-    from sweeps.findings import finding3
+    from midtrain.config import MidtrainConfig
+    from sweeps.findings import finding3, planned_rl_step_cost, scaled_budgets
 
     finding = finding3("micro")
-    design = {arm.label: dict(arm.design) for arm in finding.arms if arm.label != "base"}
-    assert sorted(d["beta"] for d in design.values()) == [0.0, 0.2, 0.5, 0.8, 1.0]
-    all_mid = next(d for d in design.values() if d["beta"] == 0.0)
-    all_rl = next(d for d in design.values() if d["beta"] == 1.0)
-    assert all_mid["rl_steps"] == 0 and all_mid["mid_tokens"] == all_mid["budget"]
-    assert all_rl["mid_tokens"] == 0 and all_rl["rl_steps"] > 0
+    (budget,) = scaled_budgets("micro")
+    assert budget == round(1.05e9 * 24e6 / 10e9)  # the paper's 1.05B at micro's 24M / 10B
+    step_cost = planned_rl_step_cost("micro", 7, 9)
+    mid_step = load(MidtrainConfig, "micro", "midtrain").tokens_per_step
+    plans = {arm.label: dict(arm.plan) for arm in finding.arms if arm.plan}
+    assert sorted(dict(a.design)["beta"] for a in finding.arms if a.plan) == [0.0, 0.2, 0.5, 0.8, 1.0]
+    for label, plan in plans.items():
+        spent = plan["mid_tokens"] + plan["rl_steps"] * step_cost
+        assert abs(spent - budget) <= (mid_step + step_cost) / 2, label  # within half a step of each kind
+        model = dict(next(a for a in finding.arms if a.label == label).eval.inputs)["--model"]
+        if plan["rl_steps"]:
+            assert spec(model).steps == plan["rl_steps"]
+    all_mid = next(p for p in plans.values() if p["rl_steps"] == 0)
+    assert all_mid["mid_tokens"] == pytest.approx(budget, rel=0.01)
 
 
-def test_reproduce_finding1_smoke_end_to_end(tmp_path):
-    """The plumbing of `lab reproduce` (not the science): sweep, evals, figures, report, status."""
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "abc"], "--seeds"), (["--parallel", "0"], "--parallel"), (["--parallel", "-1"], "--parallel"),
+    (["--seeds", "1,1"], "--seeds"), (["--ladder", "/no/such/ladder.yaml"], "--ladder"),
+])
+def test_reproduce_refuses_bad_input_and_writes_nothing(tmp_path, capsys, args, message):
     from sweeps.cli import main
 
     out = tmp_path / "rep"
-    assert main(["reproduce", "finding1", "--preset", "smoke", "--out", str(out)]) == 0
-    report = (out / "finding1" / "report.md").read_text()
-    for arm in ("rl-ID-s0", "rl-mixed-s0", "rl-edge-s0", "rl-hard-s0"):
-        assert f"**{arm} vs base**" in report
-    assert "## This finding" in report and "## Sweep" in report
-    assert (out / "finding1" / "finding1_split_bars.png").stat().st_size > 5000
-    assert (out / "finding1" / "report_figures" / "training_curves.png").exists()
+    assert main(["reproduce", "finding1", "--preset", "smoke", "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    from sweeps.cli import main
+    from sweeps.findings import finding4
+
+    out = tmp_path / "rep"
+    assert main(["reproduce", "finding4", "--preset", "micro", "--out", str(out), "--seeds", "0,1", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    for step in finding4("micro", (0, 1)).sweep().steps():
+        assert f" {step.label} " in text
+    # micro rates: 24M tokens at 7,000 tokens/s + 12 s start-up = 57 min for the base
+    assert re.search(r"base +pretrain +24,000,000 tokens +57m", text)
+    assert "Expected CPU time of the steps to run" in text and "Logs:" in text and "lab sweep status" in text
+
+
+def test_reproduce_finding3_smoke_end_to_end(tmp_path, capsys):
+    """The one whole reproduction: plan, live status, sweep, evals, claims, compute check, figures, sweep status."""
+    from sweeps.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["reproduce", "finding3", "--preset", "smoke", "--out", str(out), "--parallel", "2",
+                 "--every", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "Expected CPU time" in printed and " done in " in printed and "ETA" in printed
+    report = (out / "finding3" / "report.md").read_text()
+    for heading in ("## The paper's claims", "## Compute check", "## This finding", "## Sweep"):
+        assert heading in report
+    claims = pd.read_csv(out / "finding3" / "claims.csv")
+    assert set(claims["verdict"]) <= {"supports", "contradicts", "inconclusive"}  # every arm finished
+    assert "mid-training + RL beats RL alone" in report and "+10.8" in report
+    compute = pd.read_csv(out / "finding3" / "compute.csv").set_index("arm")
+    for label, row in compute.iterrows():  # realised compute is read from the runs' own summaries
+        mid = next(out.glob(f"runs/midtrain/mid-*-b{row.name.split('beta')[1].split('-')[0]}-*/summary.json"), None)
+        if row.planned_mid:
+            assert mid is not None and json.loads(mid.read_text())["tokens"] == row.realised_mid
+        assert row.check in ("ok", "OFF") and row.realised == pytest.approx(row.realised_mid + row.realised_rl)
+    assert (out / "finding3" / "finding3_budget_split.png").stat().st_size > 5000
     assert main(["sweep", "status", "--out", str(out)]) == 0
+    assert "done" in capsys.readouterr().out
 
 
 @pytest.mark.slurm
@@ -182,8 +314,21 @@ def test_slurm_timeout_requeues_and_the_stage_resumes(slurm_cluster, tmp_path):
     assert "pretrain: resuming" in log, log[-2000:]  # and the second start resumed from last.ckpt
 
 
+STOPPABLE = """
+import sys
+from pathlib import Path
+from sweeps.plan import Step, Sweep
+from sweeps.runner import run_sweep, stop_jobs_on_sigterm
+stop_jobs_on_sigterm()
+data = Step.make("datagen", "c", "smoke", {"splits": {"train": 120, "val": 10}, "shard_rows": 100})
+step = Step.make("pretrain", "long", "smoke", {"tokens": 120000, "checkpoint_every": 5}, inputs={"--data": data})
+records = run_sweep(Sweep("stop", [step]), Path(sys.argv[1]))
+sys.exit(0 if all(r.status in ("done", "skipped") for r in records) else 1)
+"""
+
+
 def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path):
-    """Stopping `lab reproduce` must not leave local jobs running (they would race a rerun)."""
+    """Stopping a sweep must not leave local jobs running (they would race a rerun); the rerun resumes."""
     import os
     import signal
     import subprocess
@@ -191,11 +336,11 @@ def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path):
     import time
 
     out = tmp_path / "stopped"
-    command = [sys.executable, "-m", "sweeps.cli", "reproduce", "finding4", "--preset", "smoke", "--out", str(out)]
+    command = [sys.executable, "-c", STOPPABLE, str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pretrain_dirs = out / "runs" / "pretrain"
+    pretrain_dirs = out / "pretrain"
     deadline = time.time() + 120
-    while not (pretrain_dirs.exists() and any(pretrain_dirs.iterdir())):  # a training job is running
+    while not (pretrain_dirs.exists() and any(pretrain_dirs.iterdir())):  # the training job is running
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
@@ -203,6 +348,47 @@ def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path):
     time.sleep(3)
     alive = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert [pid for pid in alive if int(pid) != os.getpid()] == []
+    assert "stopped" in status_table(out, "stop")  # its process is gone: a rerun resumes it
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert (out / "finding4" / "report.md").exists()
+    assert status_table(out, "stop").splitlines()[-1].startswith("1 done, 1 skipped")
+
+
+def test_a_calibrated_ladder_moves_every_op_range(tmp_path):
+    from sweeps.findings import finding1
+    from sweeps.reproduce import read_ladder
+
+    path = tmp_path / "ladder.yaml"
+    path.write_text("ladder:\n  ID: {lo: 2, hi: 5}\n  edge: {lo: 6, hi: 8}\n  hard: {lo: 9, hi: 12}\n")
+    finding = finding1("micro", ladder=read_ladder(path))
+    edge_arm = next(a for a in finding.arms if a.label == "rl-edge-s0")
+    pool = dict(dict(edge_arm.eval.inputs)["--model"].inputs)["--data"]
+    assert [(r.lo, r.hi) for r in spec(pool).ops] == [(6, 8)]
+    assert edge_arm.eval.resolved["ladder"]["edge"] == {"lo": 6, "hi": 8}  # evals split by the same ladder
+    assert spec(dict(edge_arm.eval.inputs)["--data"]).ops[0].hi == 12
+    assert finding.ladder == {"ID": (2, 5), "edge": (6, 8), "hard": (9, 12)}
+    path.write_text("edge: {lo: 6, hi: 8}\n")
+    with pytest.raises(ValueError, match="--ladder"):
+        read_ladder(path)
+
+
+def test_pretraining_seeds_repeat_every_base_and_pool_into_claim_groups(tmp_path):
+    import yaml
+
+    from analysis.claims import group_of
+    from core.config import PRESET_DIR
+    from sweeps.findings import finding4
+
+    preset = yaml.safe_load((PRESET_DIR / "smoke.yaml").read_text())
+    preset["findings"]["pretrain_seeds"] = [0, 1]
+    path = tmp_path / "two-seeds.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    finding = finding4(str(path), seeds=(0, 1))
+    one = finding4("smoke", seeds=(0, 1))
+    labels = {a.label: a for a in finding.arms}
+    assert len(finding.arms) == 2 * len(one.arms)
+    assert {a.label for a in one.arms} < set(labels)  # seed 0 keeps the plain labels (and the same steps)
+    assert labels["rl-strict-p1-s0"].reference == "base-p1"
+    base_p1 = dict(labels["rl-strict-p1-s0"].eval.inputs)["--model"]
+    assert spec(dict(base_p1.inputs)["--init"]).seed == 1
+    assert sum(group_of(label) == "rl-strict" for label in labels) == 4  # 2 pre-training x 2 RL seeds
