@@ -295,14 +295,14 @@ def build_corpus(spec: CorpusSpec, out: str | Path, progress: bool = True) -> di
     """Write the corpus for `spec` to `out` (which must not exist yet) on this machine; return its manifest."""
     build = prepare(spec, out)
     try:
-        shards = _run_jobs(spec, build.tokenizer_dir, build.jobs, progress)
+        shards = write_shards(spec, build.tokenizer_dir, build.jobs, progress)
     except BaseException:
         shutil.rmtree(build.tmp, ignore_errors=True)
         raise
     return finish(build, shards)
 
 
-def _run_jobs(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], progress: bool) -> list[dict]:
+def write_shards(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], progress: bool) -> list[dict]:
     bar = tqdm(total=sum(len(j.plan) for j in jobs), unit="rows", desc="datagen", disable=not progress)
     results = []
     if spec.workers == 1:
