@@ -1,47 +1,123 @@
-"""Corpus build time: one worker process against all cores, same spec, in one run.
+"""Corpus build: peak resident memory per worker and rows/s, against the builder before memory was bounded.
 
-Builds the `micro` pre-training spec (compact, op 2-6) or `--preset`'s, sized by `--samples`, once per worker
-count, and prints rows/s, tokens/s and wall time side by side. `--samples 1000000` gives the issue's figure.
+Each build runs in a fresh process with one worker (the process itself), so its peak RSS is what one worker
+of a `workers: N` build or one array task needs; rows/s per worker then scales with cores, since shards are
+independent. The baseline is the builder at `--baseline-rev` (which held a whole shard as Python dicts and
+every reasoning hash of the corpus), run at a size where it still fits. The last lines extrapolate the
+paper's 10B-token corpus from the largest measured build (tokens per row, and rows per CPU-second: the
+cores are shared with other jobs, so wall-clock rows/s understates a dedicated core).
+
+    python benchmarks/bench_corpus.py --sizes 1000000,10000000 --out results/corpus_build.md
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import resource
-import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from core.config import load
 from core.provenance import cpu_name, git_commit
-from datagen.corpus import build_corpus
 from datagen.spec import CorpusSpec
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_TOKENS = 10_000_000_000
+
+
+def _builder(rev: str | None):
+    """`datagen.corpus` as it is, or as it was at git revision `rev` (loaded from `git show`)."""
+    import datagen.corpus
+
+    if rev is None:
+        return datagen.corpus
+    source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:datagen/corpus.py"], capture_output=True,
+                            text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_corpus.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_corpus"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one(preset: str, rows: int, rev: str | None, out: str) -> None:
+    """Child process: build, then print one JSON line with the figures."""
+    spec = load(CorpusSpec, preset, "datagen", {"splits": {"train": rows}, "train_tokens": None, "workers": 1})
+    builder = _builder(rev)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    manifest = builder.build_corpus(spec, Path(out) / "corpus", progress=False)
+    wall = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"rows": manifest["rows"]["train"], "tokens": manifest["tokens"]["train"], "wall_s": wall,
+                      "cpu_s": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+                      "shards": len(manifest["shards"]), "shard_rows": spec.shard_rows}))
+
+
+def measure(preset: str, rows: int, rev: str | None) -> dict:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as out:
+        cmd = [sys.executable, __file__, "--_one", preset, str(rows), rev or "-", out]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", default="micro")
-    parser.add_argument("--samples", type=int, default=200_000)
-    parser.add_argument("--workers", default=f"1,{len(os.sched_getaffinity(0))}")
+    if sys.argv[1:2] == ["--_one"]:
+        preset, rows, rev, out = sys.argv[2:6]
+        return _one(preset, int(rows), None if rev == "-" else rev, out)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="small", help="datagen section to build (natural, op 2-10: the paper's)")
+    parser.add_argument("--sizes", default="1000000,10000000", help="train rows of the bounded builder")
+    parser.add_argument("--baseline-rev", default="308d4b1", help="git revision of the unbounded builder")
+    parser.add_argument("--baseline-sizes", default="30000", help="rows for both builders side by side")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args()
-    print(f"commit {git_commit()[:12]}, {cpu_name()}, {len(os.sched_getaffinity(0))} cpus, preset {args.preset}")
-    print(f"{'workers':>7} {'rows':>10} {'wall s':>8} {'rows/s':>9} {'tokens/s':>11} {'shards':>6}")
-    for workers in sorted({int(w) for w in args.workers.split(",")}):
-        spec = load(CorpusSpec, args.preset, "datagen", {"splits": {"train": args.samples}, "train_tokens": None,
-                                                          "workers": workers, "shard_rows": 25_000})
-        out = Path(tempfile.mkdtemp()) / "corpus"
-        started = time.perf_counter()
-        manifest = build_corpus(spec, out, progress=False)
-        wall = time.perf_counter() - started
-        rows, tokens = manifest["rows"]["train"], manifest["tokens"]["train"]
-        print(f"{workers:>7} {rows:>10,} {wall:>8.1f} {rows / wall:>9,.0f} {tokens / wall:>11,.0f} "
-              f"{len(manifest['shards']):>6}")
-        shutil.rmtree(out.parent)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: parent {peak:.0f} MiB, largest worker {children:.0f} MiB")
+    load_before, started = _load(), time.time()
+    runs = []
+    for rows in [int(r) for r in args.baseline_sizes.split(",") if r]:
+        runs += [("baseline " + args.baseline_rev, measure(args.preset, rows, args.baseline_rev)),
+                 ("bounded", measure(args.preset, rows, None))]
+    runs += [("bounded", measure(args.preset, int(rows), None)) for rows in args.sizes.split(",")]
+    lines = [
+        f"# Corpus build: memory per worker and throughput (`{args.preset}` preset's datagen spec)", "",
+        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
+        f"- commit {git_commit()[:12]}, {cpu_name()}, {len(os.sched_getaffinity(0))} cpus shared with other "
+        f"agents, one worker process per build, OMP_NUM_THREADS=1",
+        f"- load before: `{load_before}`", f"- load after: `{_load()}`",
+        f"- total wall {time.time() - started:.0f} s", "",
+        "| builder | rows | shards (rows each) | wall s | rows/s wall | CPU s | rows/CPU-s | tokens/row | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in runs:
+        lines.append(f"| {name} | {r['rows']:,} | {r['shards']} ({r['shard_rows']:,}) | {r['wall_s']:.0f} | "
+                     f"{r['rows'] / r['wall_s']:,.0f} | {r['cpu_s']:.0f} | {r['rows'] / r['cpu_s']:,.0f} | "
+                     f"{r['tokens'] / r['rows']:.0f} | {r['peak_rss_mib']:,.0f} |")
+    largest = runs[-1][1]
+    rate, tokens_per_row = largest["rows"] / largest["cpu_s"], largest["tokens"] / largest["rows"]
+    paper_rows = PAPER_TOKENS / tokens_per_row
+    lines += ["", f"Paper corpus (10B tokens at {tokens_per_row:.0f} tokens/row = {paper_rows / 1e6:.1f}M rows), "
+              f"extrapolated from the largest build's {rate:,.0f} rows per CPU-second (linear: shards are "
+              f"independent; planning and the manifest merge are not included): "
+              f"{paper_rows / rate / 3600:.1f} h on 1 core, {paper_rows / rate / 64 / 3600:.2f} h on 64 cores."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":

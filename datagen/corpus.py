@@ -9,6 +9,11 @@ Shaped by three guarantees the later stages rely on:
   with another seed, op range or context. At small ops few reasoning graphs exist (op 2 has eight), so a cell
   may repeat graphs; the build warns and the manifest counts distinct graphs per split and op.
 - *All or nothing.* Everything is written under a temporary sibling directory and renamed at the end.
+- *Memory bounded by a shard, not by the corpus.* A shard is generated in chunks of parquet's write batch
+  (1,024 rows) held as Arrow batches, so it is byte-identical to one written whole while holding ~4 KB per row
+  rather than Python dicts and token lists; the row plan is a compact cell-index array; the distinct reasoning
+  graphs the manifest counts are merged from per-shard sorted hash files one hash-prefix bucket at a time.
+  The build splits into `prepare` / `write_shard` / `finish`, so a cluster can run the shards as an array job.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ log = logging.getLogger(__name__)
 SPLIT_BUCKETS = {"train": (0.00, 0.75), "val": (0.75, 0.80), "rl": (0.80, 0.90), "test": (0.90, 1.00)}
 MAX_ATTEMPTS = 10_000
 PILOT_ROWS = 256
+# Parquet writes a column in batches of 1,024 values (its default write_batch_size), so a table assembled from
+# Arrow batches of this many rows writes byte-identically to the same rows converted in one piece.
+CHUNK_ROWS = 1024
+STATS_DIR = ".shard-stats"  # per-shard sorted reasoning hashes, merged by `finish`, never part of a corpus
+HASH_RECORD = np.dtype([("hash", "S32"), ("op", "<i2")])
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("split", pa.string()), ("op", pa.int16()), ("arith_ops", pa.int16()),
@@ -83,12 +93,30 @@ def allocate(weights: dict, total: int) -> dict:
     return counts
 
 
-def row_plan(spec: CorpusSpec, split: str, rows: int) -> list[tuple[str, int]]:
+@dataclass(frozen=True)
+class RowPlan:
+    """The (context, op) cell of each row of a (range of a) split, as indices into `cells`: 2 bytes a row
+    instead of a Python list of tuples, and a slice for a shard pickles to a worker at that size."""
+
+    cells: tuple[tuple[str, int], ...]
+    cell_of: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cell_of)
+
+    def __iter__(self):
+        return (self.cells[i] for i in self.cell_of.tolist())
+
+    def __getitem__(self, rows: slice) -> RowPlan:
+        return RowPlan(self.cells, self.cell_of[rows])
+
+
+def row_plan(spec: CorpusSpec, split: str, rows: int) -> RowPlan:
     """The (context, op) of every row of a split: exact cell counts, in a seeded shuffled order."""
     counts = allocate(spec.cell_weights(), rows)
-    plan = [cell for cell, n in counts.items() for _ in range(n)]
-    order = np.random.default_rng([spec.seed, SPLITS.index(split)]).permutation(len(plan))
-    return [plan[i] for i in order]
+    cell_ids = np.repeat(np.arange(len(counts), dtype=np.int16), list(counts.values()))
+    order = np.random.default_rng([spec.seed, SPLITS.index(split)]).permutation(len(cell_ids))
+    return RowPlan(tuple(counts), cell_ids[order])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -140,40 +168,56 @@ def load_gold(row) -> tuple[Problem, dict[int, str]]:
 class ShardJob:
     split: str
     start: int
-    plan: list[tuple[str, int]]
+    plan: RowPlan
     path: Path
 
+    @property
+    def stats_path(self) -> Path:
+        return self.path.parent / STATS_DIR / f"{self.path.stem}.npy"
 
-def _write_shard(spec: CorpusSpec, tokenizer_dir: str, job: ShardJob) -> dict:
+
+def write_shard(spec: CorpusSpec, tokenizer_dir: str, job: ShardJob) -> dict:
+    """Write one shard and its sorted reasoning hashes; return its summary for the manifest."""
     from datagen.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
-    samples = [make_sample(spec, job.split, job.start + i, ctx, op) for i, (ctx, op) in enumerate(job.plan)]
-    rows = [row for row in samples if row is not None]
+    batches: list[pa.RecordBatch] = []
+    pending: list[dict] = []
+    hashes: list[tuple[bytes, int]] = []
+    counts: dict[str, dict[str, int]] = {}
     left_out: dict[str, int] = {}
-    for (_, op), row in zip(job.plan, samples):
-        if row is None:
-            left_out[str(op)] = left_out.get(str(op), 0) + 1
-    lengths = [len(ids) for ids in tokenizer([r["text"] for r in rows])["input_ids"]] if rows else []
-    for row, n in zip(rows, lengths):
-        row["n_tokens"] = n
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    arith: dict[str, int] = {}
+    tokens = 0
+    cells = list(job.plan)
+    for chunk in range(0, len(cells), CHUNK_ROWS):
+        for i, (ctx, op) in enumerate(cells[chunk : chunk + CHUNK_ROWS], start=job.start + chunk):
+            row = make_sample(spec, job.split, i, ctx, op)
+            if row is None:
+                left_out[str(op)] = left_out.get(str(op), 0) + 1
+            else:
+                pending.append(row)
+        # Left-out rows shift the boundaries, so batches are cut from the kept rows at exactly CHUNK_ROWS.
+        while len(pending) >= CHUNK_ROWS or (pending and chunk + CHUNK_ROWS >= len(cells)):
+            rows, pending = pending[:CHUNK_ROWS], pending[CHUNK_ROWS:]
+            for row, ids in zip(rows, tokenizer([r["text"] for r in rows])["input_ids"]):
+                row["n_tokens"] = len(ids)
+                tokens += len(ids)
+                counts.setdefault(row["context"], {}).setdefault(str(row["op"]), 0)
+                counts[row["context"]][str(row["op"])] += 1
+                arith[str(row["op"])] = arith.get(str(row["op"]), 0) + row["arith_ops"]
+                hashes.append((bytes.fromhex(row["reasoning_hash"]), row["op"]))
+            batches.append(pa.RecordBatch.from_pylist(rows, schema=SCHEMA))
+    table = pa.Table.from_batches(batches, schema=SCHEMA)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", write_statistics=False)
+    del table, batches
     data = buffer.getvalue()
     job.path.write_bytes(data)
-    counts: dict[str, dict[str, int]] = {}
-    reasoning: dict[str, set[str]] = {}
-    arith: dict[str, int] = {}
-    for r in rows:
-        counts.setdefault(r["context"], {}).setdefault(str(r["op"]), 0)
-        counts[r["context"]][str(r["op"])] += 1
-        reasoning.setdefault(str(r["op"]), set()).add(r["reasoning_hash"])
-        arith[str(r["op"])] = arith.get(str(r["op"]), 0) + r["arith_ops"]
+    job.stats_path.parent.mkdir(exist_ok=True)
+    np.save(job.stats_path, np.unique(np.array(hashes, dtype=HASH_RECORD)))
     return {
-        "file": job.path.name, "split": job.split, "rows": len(rows), "tokens": int(sum(lengths)),
-        "sha256": hashlib.sha256(data).hexdigest(), "counts": counts,
-        "reasoning_hashes": {op: sorted(h) for op, h in reasoning.items()},
+        "file": job.path.name, "split": job.split, "rows": int(sum(sum(c.values()) for c in counts.values())),
+        "tokens": tokens, "sha256": hashlib.sha256(data).hexdigest(), "counts": counts,
         "left_out": left_out,
         "arith_ops": arith,
     }
@@ -187,13 +231,29 @@ def _train_rows_for_tokens(spec: CorpusSpec, tokenizer) -> int:
     return math.ceil(spec.train_tokens / mean_tokens)
 
 
-def build_corpus(spec: CorpusSpec, out: str | Path, progress: bool = True) -> dict:
-    """Write the corpus for `spec` to `out` (which must not exist yet); return its manifest."""
+@dataclass(frozen=True)
+class Build:
+    """A corpus under construction: its temporary directory, its shards to write, and when it started."""
+
+    spec: CorpusSpec
+    out: Path
+    tmp: Path
+    jobs: list[ShardJob]
+    started: float
+
+    @property
+    def tokenizer_dir(self) -> str:
+        return str(self.tmp / "tokenizer")
+
+
+def prepare(spec: CorpusSpec, out: str | Path, tmp: Path | None = None) -> Build:
+    """Create the temporary directory with the tokenizer, and plan the shards (nothing is generated yet).
+    `tmp` is a sibling of `out` named after this process unless given (a cluster build names its own)."""
     out = Path(out)
     if out.exists():
         raise CorpusError(f"{out}: already exists")
     started = time.time()
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = tmp or out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -208,26 +268,49 @@ def build_corpus(spec: CorpusSpec, out: str | Path, progress: bool = True) -> di
             for shard, start in enumerate(range(0, len(plan), spec.shard_rows)):
                 path = tmp / f"{split}-{shard:05d}.parquet"
                 jobs.append(ShardJob(split, start, plan[start : start + spec.shard_rows], path))
-        shards = _run_jobs(spec, str(tmp / "tokenizer"), jobs, progress)
-        manifest = _manifest(spec, shards, tokenizer, started)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Build(spec, out, tmp, jobs, started)
+
+
+def finish(build: Build, shards: list[dict]) -> dict:
+    """Write the manifest from the shard summaries (in job order) and move the corpus into place."""
+    try:
+        from datagen.tokenizer import load_tokenizer
+
+        manifest = _manifest(build.spec, shards, _distinct_graphs(build.jobs), load_tokenizer(build.tokenizer_dir),
+                             build.started)
+        shutil.rmtree(build.tmp / STATS_DIR, ignore_errors=True)
+        (build.tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        build.tmp.rename(build.out)
+    except BaseException:
+        shutil.rmtree(build.tmp, ignore_errors=True)
         raise
     return manifest
 
 
-def _run_jobs(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], progress: bool) -> list[dict]:
+def build_corpus(spec: CorpusSpec, out: str | Path, progress: bool = True) -> dict:
+    """Write the corpus for `spec` to `out` (which must not exist yet) on this machine; return its manifest."""
+    build = prepare(spec, out)
+    try:
+        shards = write_shards(spec, build.tokenizer_dir, build.jobs, progress)
+    except BaseException:
+        shutil.rmtree(build.tmp, ignore_errors=True)
+        raise
+    return finish(build, shards)
+
+
+def write_shards(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], progress: bool) -> list[dict]:
     bar = tqdm(total=sum(len(j.plan) for j in jobs), unit="rows", desc="datagen", disable=not progress)
     results = []
     if spec.workers == 1:
         for job in jobs:
-            results.append(_write_shard(spec, tokenizer_dir, job))
+            results.append(write_shard(spec, tokenizer_dir, job))
             bar.update(len(job.plan))
     else:
         with ProcessPoolExecutor(spec.workers) as pool:
-            futures = [pool.submit(_write_shard, spec, tokenizer_dir, job) for job in jobs]
+            futures = [pool.submit(write_shard, spec, tokenizer_dir, job) for job in jobs]
             for job, future in zip(jobs, futures):
                 results.append(future.result())
                 bar.update(len(job.plan))
@@ -235,12 +318,38 @@ def _run_jobs(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], progre
     return results
 
 
-def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -> dict:
+def _distinct_graphs(jobs: list[ShardJob]) -> dict[str, dict[int, int] | dict[str, int]]:
+    """Distinct reasoning graphs per split and op, and shared between splits, merged exactly from the shards'
+    sorted hash files one leading-byte bucket at a time (memory: 1/256 of the corpus's hashes, ~34 bytes each).
+    A reasoning graph determines its op, so a split's distinct count is the sum over its ops."""
+    files: dict[str, list[np.ndarray]] = {}
+    for job in jobs:
+        files.setdefault(job.split, []).append(np.load(job.stats_path, mmap_mode="r"))
+    per_op = {split: np.zeros(1 << 15, dtype=np.int64) for split in files}
+    overlap = {f"{a}&{b}": 0 for i, a in enumerate(files) for b in list(files)[i + 1 :]}
+    bounds = [np.array([bytes([b])], dtype="S32") for b in range(256)]
+    for b in range(256):
+        unique = {}
+        for split, arrays in files.items():
+            parts = []
+            for records in arrays:
+                keys = records["hash"]
+                lo = np.searchsorted(keys, bounds[b])[0]
+                hi = np.searchsorted(keys, bounds[b + 1])[0] if b < 255 else len(keys)
+                parts.append(np.asarray(records[lo:hi]))
+            unique[split] = np.unique(np.concatenate(parts)) if parts else np.empty(0, HASH_RECORD)
+            per_op[split] += np.bincount(unique[split]["op"], minlength=len(per_op[split]))
+        for pair in overlap:
+            a, b_split = pair.split("&")
+            overlap[pair] += len(np.intersect1d(unique[a]["hash"], unique[b_split]["hash"]))
+    distinct = {split: {str(op): int(n) for op, n in enumerate(counts) if n} for split, counts in per_op.items()}
+    return {"per_op": distinct, "overlap": overlap}
+
+
+def _manifest(spec: CorpusSpec, shards: list[dict], graphs: dict, tokenizer, started: float) -> dict:
     counts: dict = {}
     rows: dict[str, int] = {}
     tokens: dict[str, int] = {}
-    hashes: dict[str, set[str]] = {}
-    graphs_per_op: dict[str, dict[str, set[str]]] = {}
     left_out: dict[str, dict[str, int]] = {}
     arith: dict[str, dict[str, int]] = {}
     for shard in shards:
@@ -253,22 +362,14 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
         split = shard["split"]
         rows[split] = rows.get(split, 0) + shard["rows"]
         tokens[split] = tokens.get(split, 0) + shard["tokens"]
-        hashes.setdefault(split, set())
-        for op, op_hashes in shard.pop("reasoning_hashes").items():
-            hashes[split].update(op_hashes)
-            graphs_per_op.setdefault(split, {}).setdefault(op, set()).update(op_hashes)
         for ctx, per_op in shard.pop("counts").items():
             for op, n in per_op.items():
                 cell = counts.setdefault(split, {}).setdefault(ctx, {})
                 cell[op] = cell.get(op, 0) + n
-    overlap = {
-        f"{a}&{b}": len(hashes[a] & hashes[b])
-        for i, a in enumerate(hashes) for b in list(hashes)[i + 1 :]
-    }
+    overlap = graphs["overlap"]
     if any(overlap.values()):
         raise CorpusError(f"splits share reasoning graphs: {overlap}")
-    distinct = {split: {op: len(h) for op, h in sorted(ops.items(), key=lambda kv: int(kv[0]))}
-                for split, ops in graphs_per_op.items()}
+    distinct = {split: ops for split, ops in graphs["per_op"].items() if ops}
     for split, ops in left_out.items():
         for op, n in ops.items():
             log.warning("%s split, op %s: %d rows left out: no reasoning graph of this op falls in the split's hash "
@@ -287,7 +388,7 @@ def _manifest(spec: CorpusSpec, shards: list[dict], tokenizer, started: float) -
         "rows": rows,
         "tokens": tokens,
         "counts": counts,
-        "distinct_graphs": {split: len(h) for split, h in hashes.items()},
+        "distinct_graphs": {split: sum(ops.values()) for split, ops in graphs["per_op"].items()},
         "distinct_graphs_per_op": distinct,
         "left_out": left_out,
         # Mean arithmetic operations per op (op itself counts the paper's edges: quantities + operations).

@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     "datagen": ("datagen.cli", "build a corpus (problems, splits, tokenizer, manifest)"),
+    "datagen-array": ("sweeps.corpus_array", "build a large corpus as a SLURM (or local) job array, then its manifest"),
     "pretrain": ("pretrain.cli", "train a Qwen2 model from scratch on a corpus (resumable)"),
     "midtrain": ("midtrain.cli", "continue training a finished run on another corpus (resumable)"),
     "rl": ("rl.cli", "GRPO-family RL from a finished run on a prompt pool (resumable)"),
