@@ -6,11 +6,11 @@ model's argmax at each position is scored against the next gold token, and each 
 
     step name      X: which quantity to compute next (gold order; any topological order verifies, so this
                    understates)
-    format         '=' and ';'
+    format         '=', ';' and the grouping brackets '(' ')'
     operator       op, copied from the statement
     operand name   A, B, copied from the statement
     operand value  a, b (compact-inline): an earlier value looked up
-    constant       a number right after an operator (`+ 2`), copied from the statement
+    constant       a number that follows no operand name (`+ 2`, `= 3 * ( ...`), copied from the statement
     leaf value     v of a one-'=' step `X = v ;`, copied from the statement
     step result    v after the step's last '=': the arithmetic
 
@@ -68,7 +68,7 @@ def solution_roles(tokens: list[str]) -> list[str | None]:
         equals_in_step = equals_seen + words[i:step_end].count("=")
         if position == 0:
             role = "step name"
-        elif word in ("=", ";"):
+        elif word in ("=", ";", "(", ")"):
             role = "format"
         elif word in OPERATORS:
             role = "operator"
@@ -78,8 +78,8 @@ def solution_roles(tokens: list[str]) -> list[str | None]:
             role = "leaf value"
         elif equals_seen == equals_in_step:
             role = "step result"
-        elif words[i - 1] in OPERATORS:
-            role = "constant"
+        elif words[i - 1] in OPERATORS or words[i - 1] in ("=", "(", ")"):
+            role = "constant"  # no operand name before it, so not an inline value
         else:
             role = "operand value"
         roles[i] = role

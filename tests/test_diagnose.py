@@ -37,6 +37,16 @@ def test_roles_of_a_compact_inline_solution():
     assert solution_roles(["no", "solution", "here"]) == [None, None, None]
 
 
+def test_roles_of_grouped_forms():
+    # c * (A + B) and (A - B) - c, as the GSM-Infinite statement forms render in compact-inline: a constant that
+    # opens the expression follows no operand name, and the brackets are format.
+    tokens = ["<solution>", " E", " =", " 3", " *", " (", " A", " 1", " +", " B", " 2", " )", " =", " 9", " ;",
+              " G", " =", " (", " A", " 1", " -", " B", " 2", " )", " -", " 4", " =", " 1", " ;", "</solution>"]
+    expected = [None, S, F, CONST, OP, F, NAME, VAL, OP, NAME, VAL, F, F, RESULT, F,
+                S, F, F, NAME, VAL, OP, NAME, VAL, F, OP, CONST, F, RESULT, F, None]
+    assert solution_roles(tokens) == expected
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     from datagen.cli import main as datagen
