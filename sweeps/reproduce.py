@@ -26,6 +26,7 @@ from analysis.config import load_ladder
 from analysis.evaldir import read_eval
 from analysis.report import build_report, compare, verdict_lines
 from core.config import ConfigError, load, preset_path
+from core.lock import LockError, exclusive
 from core.provenance import provenance
 from rl.budget import ComputeLedger
 from sweeps.executors import CLUSTERS, SweepResources
@@ -358,9 +359,14 @@ def main(argv: list[str]) -> int:
         return 2
     stop_jobs_on_sigterm()
     try:
-        return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, args.dry_run,
-                         args.every, argv="lab reproduce " + " ".join(argv))
-    except ConfigError as err:
+        if args.dry_run:  # writes nothing, so it takes no lock and may run beside a reproduction
+            return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, True,
+                             args.every, argv="lab reproduce " + " ".join(argv))
+        # Two reproductions into one tree would submit the same steps twice and race on the sweep state.
+        with exclusive(out):
+            return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, False,
+                             args.every, argv="lab reproduce " + " ".join(argv))
+    except (ConfigError, LockError) as err:
         print(f"lab reproduce: error: {err}", file=sys.stderr)
         return 2
 

@@ -89,6 +89,17 @@ def test_every_stage_refuses_an_output_another_process_holds(stage, held, tmp_pa
     assert "Traceback" not in result.stderr and not out.exists()
 
 
+def test_reproduce_refuses_a_tree_another_process_holds_but_dry_run_does_not(held):
+    out, proc = held
+    lab = [sys.executable, "-m", "sweeps.cli", "reproduce", "finding1", "--preset", "smoke", "--out", str(out)]
+    result = subprocess.run(lab, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert f"lab reproduce: error: {out}: in use by pid {proc.pid}" in result.stderr and not out.exists()
+    planned = subprocess.run([*lab, "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert planned.returncode == 0, planned.stderr  # a plan writes nothing, so it needs no lock
+    assert "finding1" in planned.stdout and not out.exists()
+
+
 def test_lock_of_a_killed_holder_is_taken_over(tmp_path, capsys):
     out, release = tmp_path / "out", tmp_path / "release"
     proc = _holder(out, release)
