@@ -50,8 +50,8 @@ def test_help_lists_every_field(stage, capsys):
     ("pretrain", ["  --model.layers int = 4", "  --lr float = 0.003", "  --loss {all,solution} = solution",
                   "  --batch_size int = 8\n      sequences per micro-batch", "  --eval_data str | null = null"]),
     ("rl", ["  --reward.alpha float = 0.5\n      mixed: alpha * outcome + (1 - alpha) * process"]),
-    ("eval", ["  --ladder.edge.lo int = 7", "  --ladder.hard.hi int = 14"]),
-    ("datagen", ["  --rendering {natural,compact,compact-inline} = compact-inline", "  --graph.modulus int | null = 7"]),
+    ("eval", ["  --ladder.edge.lo int = 11", "  --ladder.hard.hi int = 20"]),
+    ("datagen", ["  --rendering {natural,compact,compact-inline} = compact-inline", "  --graph.modulus int | null = null"]),
 ])
 def test_help_shows_the_presets_values_types_and_meanings(stage, lines, capsys):
     text = help_text(capsys, stage, "--preset", "micro", "--help")

@@ -192,11 +192,11 @@ def test_config_sections_and_ladder_overrides():
     cfg, ladder = load_eval_config("paper")
     assert (cfg.samples, cfg.temperature, cfg.problems_per_op) == (128, 0.7, 200)
     assert ladder.splits() == {"ID": (2, 10), "edge": (11, 14), "hard": (15, 20)}
-    assert load_eval_config("micro")[1].splits() == {"ID": (2, 6), "edge": (7, 9), "hard": (10, 14)}
-    _, moved = load_eval_config("micro", {"ladder.edge.lo": 8, "samples": 4})
-    assert moved.edge.lo == 8
+    assert load_eval_config("micro")[1].splits() == {"ID": (2, 10), "edge": (11, 14), "hard": (15, 20)}
+    _, moved = load_eval_config("micro", {"ladder.edge.lo": 12, "samples": 4})
+    assert moved.edge.lo == 12
     with pytest.raises(ConfigError, match="ladder.edge.lo"):
-        load_eval_config("micro", {"ladder.edge.lo": 6})
+        load_eval_config("micro", {"ladder.edge.lo": 10})
     with pytest.raises(ConfigError, match="eval.temperature"):
         load_eval_config("smoke", {"temperature": 0})
 

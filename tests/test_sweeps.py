@@ -193,7 +193,7 @@ def test_findings_are_wired_as_the_paper_ran_them():
     corpus = spec(dict(base.inputs)["--data"])
     zoo, teachers = corpus.contexts
     assert (zoo.share, teachers.share) == (0.99, 0.01)  # row shares, as the paper's 0.99zoo+0.01teacher
-    assert [(r.lo, r.hi) for r in corpus.ops] == [(2, 14)]  # A on every op of the micro ladder (the paper's 2-20)
+    assert [(r.lo, r.hi) for r in corpus.ops] == [(2, 20)]  # A on every op of the micro ladder (the paper's 2-20)
     assert [(r.lo, r.hi) for r in teachers.ops] == [(2, 2)]  # B only atomic
     assert spec(pool).splits == {"rl": rl.steps * rl.prompts_per_step}  # each prompt drawn once
     assert {c.name: c.share for c in spec(pool).contexts} == {"zoo": 0.5, "teachers": 0.5}
@@ -203,8 +203,8 @@ def test_findings_are_wired_as_the_paper_ran_them():
     assert shares == [0.1, 5.0, 20.0, 33.3, 50.0]
     base = dict(next(a for a in f1.arms if a.label == "base-top5").eval.inputs)["--model"]
     ops = {(r.lo, r.hi): r.weight for r in spec(dict(base.inputs)["--data"]).ops}
-    # micro ID 2-6 in thirds 2-3 / 4 / 5-6; 5 % on the top third, the other 95 % split 2 : 3
-    assert ops == {(2, 3): pytest.approx(0.38), (4, 4): pytest.approx(0.57), (5, 6): pytest.approx(0.05)}
+    # micro ID 2-10 in thirds 2-4 / 5-7 / 8-10; 5 % on the top third, the other 95 % split 2 : 3
+    assert ops == {(2, 4): pytest.approx(0.38), (5, 7): pytest.approx(0.57), (8, 10): pytest.approx(0.05)}
     assert {a.label for a in f1.arms} >= {"rl-edge-top5-s1", "rl-ID-s0", "rl-hard-s1"}
 
     for arm in sizes("micro").arms:
@@ -219,8 +219,8 @@ def test_finding3_arms_split_one_budget():
 
     finding = finding3("micro")
     (budget,) = scaled_budgets("micro")
-    assert budget == round(1.05e9 * 24e6 / 10e9)  # the paper's 1.05B at micro's 24M / 10B
-    step_cost = planned_rl_step_cost("micro", 7, 9)
+    assert budget == round(1.05e9 * 12e6 / 10e9)  # the paper's 1.05B at micro's 12M / 10B
+    step_cost = planned_rl_step_cost("micro", 11, 14)
     mid_step = load(MidtrainConfig, "micro", "midtrain").tokens_per_step
     plans = {arm.label: dict(arm.plan) for arm in finding.arms if arm.plan}
     assert sorted(dict(a.design)["beta"] for a in finding.arms if a.plan) == [0.0, 0.2, 0.5, 0.8, 1.0]
