@@ -258,7 +258,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     for step in finding4("micro", (0, 1)).sweep().steps():
         assert f" {step.label} " in text
     # micro rates: 24M tokens at 7,000 tokens/s + 12 s start-up = 57 min for the base
-    assert re.search(r"base +pretrain +24,000,000 tokens +57m", text)
+    assert re.search(r"base +pretrain +12,000,000 tokens +29m", text)
     assert "Expected CPU time of the steps to run" in text and "Logs:" in text and "lab sweep status" in text
 
 
