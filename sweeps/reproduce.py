@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -359,12 +360,10 @@ def main(argv: list[str]) -> int:
         return 2
     stop_jobs_on_sigterm()
     try:
-        if args.dry_run:  # writes nothing, so it takes no lock and may run beside a reproduction
-            return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, True,
-                             args.every, argv="lab reproduce " + " ".join(argv))
-        # Two reproductions into one tree would submit the same steps twice and race on the sweep state.
-        with exclusive(out):
-            return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, False,
+        # Two reproductions into one tree would submit the same steps twice and race on the sweep state; a dry run
+        # writes nothing, so it takes no lock and may run beside a reproduction.
+        with nullcontext() if args.dry_run else exclusive(out):
+            return reproduce(args.finding, args.preset, out, args.cluster, seeds, args.parallel, ladder, args.dry_run,
                              args.every, argv="lab reproduce " + " ".join(argv))
     except (ConfigError, LockError) as err:
         print(f"lab reproduce: error: {err}", file=sys.stderr)
