@@ -119,7 +119,10 @@ class Builder:
 
     def __init__(self, preset: str, ladder: dict | None = None):
         self.preset = preset
-        self.ladder = build(Ladder, ladder, "ladder") if ladder else load(Ladder, preset, "ladder")
+        # Pre-training corpora follow the preset's own ladder (what its base is trained on); a calibrated ladder,
+        # measured on that base, moves only what comes after it: RL ranges, prompt pools and eval splits.
+        self.design = load(Ladder, preset, "ladder")
+        self.ladder = build(Ladder, ladder, "ladder") if ladder else self.design
         # A calibrated ladder reaches every eval step as an override, so splits mean the same ops everywhere.
         self.ladder_overrides = ({f"ladder.{name}": {"lo": lo, "hi": hi} for name, (lo, hi) in
                                   self.ladder.splits().items()} if ladder else {})
@@ -132,7 +135,7 @@ class Builder:
         return Step.make("datagen", label, self.preset, overrides)
 
     def pretrain_corpus(self, top_share: float = MAIN_SHARE, label: str = "pretrain") -> Step:
-        return self.corpus(label, ops=pretrain_ops(self.ladder, top_share))
+        return self.corpus(label, ops=pretrain_ops(self.design, top_share))
 
     def pool(self, label: str, lo: int, hi: int, contexts: list[dict] | None = None, steps: int | None = None) -> Step:
         """A prompt pool of distinct problems, one per prompt the RL run draws (steps × prompts per step)."""
@@ -204,13 +207,15 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     the ID range's upper third in pre-training at 0.1 / 5 / 20 / 33.3 / 50 %, each base then RL'd on the edge).
 
     Presets: the four RL ranges keep their place on the ladder (paper 7–10 / 9–12 / 11–14 / 17–20 = the top four ID
-    ops / the ID–edge seam / the edge / the top four hard ops), so on micro's ladder they are 3–6 / 5–8 / 7–9 /
-    11–14; `smoke` sweeps one headroom share. Edges are the preset's ladder unless `--ladder` gives a calibrated one.
+    ops / the ID–edge seam / the edge / the top four hard ops) on the preset's ladder, or on a calibrated one
+    (`--ladder`, measured on the main base: its edge is where that base actually sits); the pre-training mixtures
+    stay on the preset's ID range. `smoke` sweeps one headroom share; `micro` none (each share is another
+    hour-long base on 2 cores).
     """
     b = Builder(preset, ladder)
     evals = b.eval_corpus()
     ranges = b.rl_ranges()
-    top = thirds(b.ladder.ID.lo, b.ladder.ID.hi)[2]
+    top = thirds(b.design.ID.lo, b.design.ID.hi)[2]
     pools = {name: b.pool(name, lo, hi) for name, (lo, hi) in ranges.items()}
     arms = []
     for p, base in b.bases("base", b.pretrain_corpus()):
@@ -267,8 +272,8 @@ def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     "op 11–20" use the edge and hard splits of that ladder."""
     b = Builder(preset, ladder)
     evals = b.eval_corpus((A, B))
-    lo, hi = b.ladder.ID.lo, b.ladder.hard.hi
-    pool = b.pool("A+B", lo, hi, [{"name": A, "share": 0.5}, {"name": B, "share": 0.5}])
+    lo, hi = b.design.ID.lo, b.design.hard.hi
+    pool = b.pool("A+B", b.ladder.ID.lo, b.ladder.hard.hi, [{"name": A, "share": 0.5}, {"name": B, "share": 0.5}])
     arms = []
     for share in b.cfg.exposures:
         pct = _pct(share)

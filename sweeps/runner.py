@@ -166,7 +166,12 @@ def _run_local(sweep, root, cluster, resources, parallel, records, on_progress=N
                     changed = True
             ready = [s for s in steps if records[s.key].status == "pending"
                      and all(records[u.key].status in ("done", "skipped") for _, u in s.inputs)]
-            for step in ready[:parallel - len(running)]:
+            for step in ready:
+                # `parallel` counts processes: a data-parallel stage takes one slot per rank (alone if it has more
+                # ranks than slots), so a 2-rank pre-training never shares 2 cores with another job.
+                busy = sum(_ranks(s, resources) for s, _ in running)
+                if running and busy + _ranks(step, resources) > parallel:
+                    break
                 # the local executor hands the parent's environment to its job
                 os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
                 job = _executor(root, cluster, step.command, resources).submit(CheckpointableStage(), ENTRY,
@@ -192,6 +197,12 @@ def _run_local(sweep, root, cluster, resources, parallel, records, on_progress=N
         for _, job in running:
             job.cancel(check=False)
         raise
+
+
+def _ranks(step: Step, resources: dict[str, StageResources]) -> int:
+    if not issubclass(STAGES[step.command].config_class(), Placement):
+        return 1
+    return resources.get(step.command, StageResources()).world_size
 
 
 def _finish(record: StepRecord, job: submitit.Job) -> None:

@@ -96,4 +96,7 @@ def test_every_stage_runs_on_the_processes_its_resources_ask_for(name):
         placed = {"devices": res.tasks_per_node, "num_nodes": res.nodes}
         cfg = config.load(SECTIONS[stage](), name, stage, placed)
         assert cfg.world_size == res.world_size
+        # run by hand (`lab pretrain --preset NAME`) a stage takes the same processes as in a sweep
+        own = config.load(SECTIONS[stage](), name, stage)
+        assert (own.devices, own.num_nodes) == (res.tasks_per_node, res.nodes), f"{name}: {stage}"
         assert not res.gpus_per_node or res.gpus_per_node == res.tasks_per_node

@@ -48,7 +48,7 @@ def test_help_lists_every_field(stage, capsys):
 
 @pytest.mark.parametrize("stage, lines", [
     ("pretrain", ["  --model.layers int = 4", "  --lr float = 0.003", "  --loss {all,solution} = solution",
-                  "  --batch_size int = 8\n      sequences per micro-batch", "  --eval_data str | null = null"]),
+                  "  --batch_size int = 16\n      sequences per micro-batch", "  --eval_data str | null = null"]),
     ("rl", ["  --reward.alpha float = 0.5\n      mixed: alpha * outcome + (1 - alpha) * process"]),
     ("eval", ["  --ladder.edge.lo int = 11", "  --ladder.hard.hi int = 20"]),
     ("datagen", ["  --rendering {natural,compact,compact-inline} = compact-inline", "  --graph.modulus int | null = null"]),

@@ -64,13 +64,18 @@ def test_placement_is_passed_to_the_stage_but_is_not_part_of_the_key(tmp_path):
 
 
 def test_local_sweep_runs_a_two_process_stage(tmp_path):
-    """Off SLURM the job runs the stage as its own `lab` process, whose second rank Lightning starts."""
+    """Off SLURM the job runs the stage as its own `lab` process, whose second rank Lightning starts; it takes
+    two of `parallel`'s slots."""
     from sweeps.executors import StageResources
 
     step = pretrain(corpus())
-    records = run_sweep(Sweep("ddp", [step]), tmp_path, cluster="local",
+    # A bigger corpus is still being built when the 2-rank stage is ready: with 2 slots it must wait for it.
+    other = corpus("other", splits={"train": 6000, "val": 10}, shard_rows=3000)
+    records = run_sweep(Sweep("ddp", [step, other]), tmp_path, cluster="local", parallel=2,
                         resources={"pretrain": StageResources(tasks_per_node=2, timeout_min=10)})
-    assert [r.status for r in records] == ["done", "done"], [r.error for r in records]
+    assert [r.status for r in records] == ["done", "done", "done"], [r.error for r in records]
+    by_label = {r.label: r for r in records}
+    assert by_label["base"].started >= by_label["other"].ended  # 2 ranks + 1 job would oversubscribe 2 slots
     summary = json.loads((step.out_dir(tmp_path) / "summary.json").read_text())
     assert summary["placement"]["devices"] == 2 and summary["placement"]["strategy"] == "DDPStrategy"
 
@@ -198,12 +203,12 @@ def test_findings_are_wired_as_the_paper_ran_them():
     assert spec(pool).splits == {"rl": rl.steps * rl.prompts_per_step}  # each prompt drawn once
     assert {c.name: c.share for c in spec(pool).contexts} == {"zoo": 0.5, "teachers": 0.5}
 
-    f1 = finding1("micro", seeds=(0, 1))
+    f1 = finding1("paper", seeds=(0, 1))  # micro skips the headroom sweep (an hour-long base per share)
     shares = sorted({dict(a.design)["top_share_pct"] for a in f1.arms})
     assert shares == [0.1, 5.0, 20.0, 33.3, 50.0]
     base = dict(next(a for a in f1.arms if a.label == "base-top5").eval.inputs)["--model"]
     ops = {(r.lo, r.hi): r.weight for r in spec(dict(base.inputs)["--data"]).ops}
-    # micro ID 2-10 in thirds 2-4 / 5-7 / 8-10; 5 % on the top third, the other 95 % split 2 : 3
+    # the paper's ID 2-10 in thirds 2-4 / 5-7 / 8-10; 5 % on the top third, the other 95 % split 2 : 3
     assert ops == {(2, 4): pytest.approx(0.38), (5, 7): pytest.approx(0.57), (8, 10): pytest.approx(0.05)}
     assert {a.label for a in f1.arms} >= {"rl-edge-top5-s1", "rl-ID-s0", "rl-hard-s1"}
 
@@ -219,7 +224,7 @@ def test_finding3_arms_split_one_budget():
 
     finding = finding3("micro")
     (budget,) = scaled_budgets("micro")
-    assert budget == round(1.05e9 * 12e6 / 10e9)  # the paper's 1.05B at micro's 12M / 10B
+    assert budget == round(1.05e9 * 40e6 / 10e9)  # the paper's 1.05B at micro's 40M / 10B
     step_cost = planned_rl_step_cost("micro", 11, 14)
     mid_step = load(MidtrainConfig, "micro", "midtrain").tokens_per_step
     plans = {arm.label: dict(arm.plan) for arm in finding.arms if arm.plan}
@@ -257,8 +262,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
     for step in finding4("micro", (0, 1)).sweep().steps():
         assert f" {step.label} " in text
-    # micro rates: 24M tokens at 7,000 tokens/s + 12 s start-up = 57 min for the base
-    assert re.search(r"base +pretrain +12,000,000 tokens +29m", text)
+    # micro rates: 40M tokens at 7,470 tokens per core-second + 12 s start-up = 89 CPU-min for the base
+    assert re.search(r"base +pretrain +40,000,000 tokens +89m", text)
     assert "Expected CPU time of the steps to run" in text and "Logs:" in text and "lab sweep status" in text
 
 
@@ -367,6 +372,10 @@ def test_a_calibrated_ladder_moves_every_op_range(tmp_path):
     assert edge_arm.eval.resolved["ladder"]["edge"] == {"lo": 6, "hi": 8}  # evals split by the same ladder
     assert spec(dict(edge_arm.eval.inputs)["--data"]).ops[0].hi == 12
     assert finding.ladder == {"ID": (2, 5), "edge": (6, 8), "hard": (9, 12)}
+    # ... but not the base it was measured on: pre-training stays on the preset's ID range (2-10), same step
+    model = dict(next(a for a in finding.arms if a.label == "base").eval.inputs)["--model"]
+    assert model.key == dict(next(a for a in finding1("micro").arms if a.label == "base").eval.inputs)["--model"].key
+    assert [(r.lo, r.hi) for r in spec(dict(model.inputs)["--data"]).ops] == [(2, 4), (5, 7), (8, 10)]
     path.write_text("edge: {lo: 6, hi: 8}\n")
     with pytest.raises(ValueError, match="--ladder"):
         read_ladder(path)
