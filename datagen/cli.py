@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from core.config import ConfigError, config_help, help_formatter, load, parse_overrides
 from core.lock import LockError, exclusive
 from datagen.contexts import ContextError
-from datagen.corpus import CorpusError, build_corpus, read_manifest
+from datagen.corpus import CorpusError, build_corpus, built_with
 from datagen.spec import CorpusSpec
 
 
@@ -42,10 +41,7 @@ def main(argv: list[str]) -> int:
     try:
         spec = load(CorpusSpec, args.preset, "datagen", parse_overrides(rest))
         with exclusive(args.out):
-            if args.out.exists():
-                existing = read_manifest(args.out)
-                if existing["spec"] != json.loads(json.dumps(spec.identity())):
-                    raise CorpusError(f"{args.out}: exists with a different spec; choose another --out")
+            if existing := built_with(spec, args.out):
                 print(f"{args.out}: already built with this spec")
                 print(summary(existing))
                 return 0

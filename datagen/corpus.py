@@ -403,6 +403,17 @@ def _manifest(spec: CorpusSpec, shards: list[dict], graphs: dict, tokenizer, sta
     }
 
 
+def built_with(spec, out: str | Path) -> dict | None:
+    """The manifest of the corpus already at `out` if it was built from `spec` (a rerun then has nothing to do),
+    None if there is none; an error if `out` holds something else."""
+    if not Path(out).exists():
+        return None
+    existing = read_manifest(out)
+    if existing["spec"] != json.loads(json.dumps(spec.identity())):
+        raise CorpusError(f"{out}: exists with a different spec; choose another --out")
+    return existing
+
+
 def read_manifest(corpus: str | Path) -> dict:
     path = Path(corpus) / "manifest.json"
     if not path.exists():

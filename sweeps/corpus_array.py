@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 from core.config import ConfigError, load, parse_overrides
+from core.lock import LockError, exclusive
 from datagen.cli import summary
 from datagen.contexts import ContextError
-from datagen.corpus import CorpusError, ShardJob, finish, prepare, write_shards
+from datagen.corpus import CorpusError, ShardJob, built_with, finish, prepare, write_shards
 from datagen.spec import CorpusSpec
 from sweeps.executors import CLUSTERS, Cluster, StageResources, SweepResources, make_executor
 
@@ -76,17 +77,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", type=int, default=64, help="array tasks (contiguous shard ranges)")
     parser.add_argument("--partition", default=None, help="SLURM partition (else the preset's)")
     args, rest = parser.parse_known_args(argv)
+    # The jobs' logs and pickles: kept when a job fails (the error names the job), removed once built.
+    folder = args.out.parent / f".{args.out.name}.submitit"
     try:
         if args.tasks < 1:
             raise ConfigError(f"--tasks: must be >= 1, got {args.tasks}")
         spec = load(CorpusSpec, args.preset, "datagen", parse_overrides(rest))
         resources = load(SweepResources, args.preset, "resources").datagen
         resources.partition = args.partition or resources.partition
-        folder = args.out.parent / f".{args.out.name}.submitit"
-        manifest = build_corpus_array(spec, args.out, cluster=args.cluster, folder=folder, resources=resources,
-                                      tasks=args.tasks)
-    except (ConfigError, ContextError, CorpusError) as err:
-        print(f"lab datagen-array: error: {err}", file=sys.stderr)
+        with exclusive(args.out):
+            if existing := built_with(spec, args.out):
+                print(f"{args.out}: already built with this spec")
+                print(summary(existing))
+                return 0
+            manifest = build_corpus_array(spec, args.out, cluster=args.cluster, folder=folder,
+                                          resources=resources, tasks=args.tasks)
+        shutil.rmtree(folder, ignore_errors=True)
+    except (ConfigError, ContextError, CorpusError, LockError) as err:
+        print(f"lab datagen-array: error: {err}" + (f" (job logs: {folder})" if folder.exists() else ""),
+              file=sys.stderr)
         return 2
     print(summary(manifest))
     print(f"wrote {args.out}")

@@ -88,6 +88,13 @@ def test_cli_runs_the_array_locally(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert read_manifest(out)["spec"]["seed"] == 5 and "wrote" in result.stdout
+    assert not (tmp_path / ".c.submitit").exists()  # the jobs' files go once the corpus is built
+    again = subprocess.run([sys.executable, "-m", "sweeps.cli", "datagen-array", "--preset", "smoke", "--out",
+                            str(out), "--cluster", "local", "--seed", "5"], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0 and "already built with this spec" in again.stdout
+    other = subprocess.run([sys.executable, "-m", "sweeps.cli", "datagen-array", "--preset", "smoke", "--out",
+                            str(out), "--cluster", "local", "--seed", "6"], capture_output=True, text=True, cwd=tmp_path)
+    assert other.returncode == 2 and "different spec" in other.stderr
     bad = subprocess.run([sys.executable, "-m", "sweeps.cli", "datagen-array", "--out", str(tmp_path / "d"),
                           "--cluster", "local", "--tasks", "0"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "--tasks" in bad.stderr and not (tmp_path / "d").exists()
