@@ -28,6 +28,11 @@ FORMAT = "interplay-lab-eval/1"
 SAMPLES, RESULTS, TAXONOMY, SUMMARY = "samples.parquet", "results.parquet", "taxonomy.parquet", "summary.json"
 
 SAMPLE_COLUMNS = (*TABLE_SAMPLE_COLUMNS, "process_acc", "length", "stopped", "mode", "completion")
+# The verifier's per-completion counts and the problem's arithmetic operations, kept beside each sample so an
+# error taxonomy or an arithmetic-ops breakdown can be drawn from any eval dir; older eval dirs lack them.
+STEP_COUNTERS = ("missing", "extra", "dependency_errors", "value_errors", "operation_errors", "hallucinated",
+                 "malformed", "arithmetic_errors")
+DIAGNOSTIC_COLUMNS = ("arith_ops", *STEP_COUNTERS)
 # Greedy accuracy is pass@1 of the one greedy completion, stored under its own metric names.
 GREEDY_METRICS = {"pass@k_answer": "greedy_answer", "pass@k_verified": "greedy_verified"}
 
@@ -87,7 +92,8 @@ def write_eval(out: str | Path, samples: pd.DataFrame, summary: dict, *, n_boot:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        samples.loc[:, list(SAMPLE_COLUMNS)].to_parquet(tmp / SAMPLES, index=False)
+        kept = list(SAMPLE_COLUMNS) + [column for column in DIAGNOSTIC_COLUMNS if column in samples.columns]
+        samples.loc[:, kept].to_parquet(tmp / SAMPLES, index=False)
         results.to_parquet(tmp / RESULTS, index=False)
         taxonomy.to_parquet(tmp / TAXONOMY, index=False)
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))

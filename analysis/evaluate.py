@@ -36,7 +36,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from analysis.config import EvalConfig, Ladder, load_eval_config
-from analysis.evaldir import EvalError, read_summary, write_eval
+from analysis.evaldir import STEP_COUNTERS, EvalError, read_summary, write_eval
 from core.config import ConfigError, config_help, help_formatter, parse_overrides, to_dict
 from core.lock import LockError, exclusive
 from core.parallel import set_threads, without_placement
@@ -49,7 +49,7 @@ from pretrain.model import check_same_vocabulary, model_dir_of
 
 PROMPT_END = "<solution>"
 STOP = "</answer>"
-PROBLEM_COLUMNS = ["id", "context", "op", "text", "graph"]
+PROBLEM_COLUMNS = ["id", "context", "op", "arith_ops", "text", "graph"]
 
 
 def prompt_of(text: str) -> str:
@@ -79,9 +79,11 @@ def score(problems: pd.DataFrame, rollouts: Rollouts, tokenizer, style: str) -> 
         for j in range(rollouts.k):
             row = i * rollouts.k + j
             verdict = verify(texts[row], gold, names, style)
-            records.append(dict(context=problem.context, op=int(problem.op), problem_id=problem.id, sample_idx=j,
+            records.append(dict(context=problem.context, op=int(problem.op), arith_ops=int(problem.arith_ops),
+                                problem_id=problem.id, sample_idx=j,
                                 answer_correct=verdict.answer_correct, verified=verdict.verified,
                                 process_acc=verdict.process_acc, error=verdict.error,
+                                **{name: getattr(verdict, name) for name in STEP_COUNTERS},
                                 length=len(rollouts.tokens[row]), stopped=bool(rollouts.stopped[row]),
                                 completion=texts[row]))
     return pd.DataFrame.from_records(records)

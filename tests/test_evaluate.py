@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.config import Ladder, Span, load_eval_config
-from analysis.evaldir import SAMPLE_COLUMNS, read_eval
+from analysis.evaldir import DIAGNOSTIC_COLUMNS, SAMPLE_COLUMNS, STEP_COUNTERS, read_eval
 from analysis.evaluate import prompt_of, score, select_problems
 from analysis.tables import RESULT_COLUMNS, TAXONOMY_COLUMNS, results_table
 from core.config import ConfigError, build
@@ -60,7 +60,12 @@ def evaluated(corpus, run_dir, tmp_path_factory):
 
 def test_eval_writes_every_table_with_its_schema(evaluated):
     e = read_eval(evaluated)
-    assert list(e.samples.columns) == list(SAMPLE_COLUMNS)
+    assert list(e.samples.columns) == list(SAMPLE_COLUMNS) + list(DIAGNOSTIC_COLUMNS)
+    assert e.samples["arith_ops"].between(0, e.samples["op"]).all()  # quantities count toward op, not arith_ops
+    counts = e.samples[list(STEP_COUNTERS)]
+    assert (counts >= 0).all().all()
+    errors = [c for c in STEP_COUNTERS if c not in ("extra", "arithmetic_errors")]
+    assert (counts.loc[e.samples["verified"], errors] == 0).all().all()  # a verified completion has no wrong step
     assert list(e.results.columns) == list(RESULT_COLUMNS)
     assert list(e.taxonomy.columns) == list(TAXONOMY_COLUMNS)
     assert e.checkpoint == "base" and set(e.samples["checkpoint"]) == {"base"}
@@ -135,6 +140,7 @@ def test_gold_completions_score_pass_at_k_one(corpus_dirs, rendering):
     samples, table = scored(corpus_dirs[rendering], edit=lambda completion, style: completion)
     assert samples["verified"].all() and (samples["process_acc"] == 1).all()
     assert (samples["error"] == "verified").all()
+    assert (samples[list(STEP_COUNTERS)] == 0).all().all()  # the gold solution states nothing else
     assert (table["value"] == 1).all()
 
 
@@ -169,6 +175,7 @@ def test_corrupted_completions_score_zero(corpus_dirs, rendering, edit, answer_p
         assert (table.loc[table["metric"] == "pass@k_answer", "value"] == answer_pass).all()
     if edit is first_step_dropped:
         assert (samples["error"] == "answer_right_process_wrong").all()
+        assert (samples["missing"] >= 1).all()  # the dropped step's quantity is counted missing
 
 
 def test_score_refuses_misaligned_rollouts(corpus_dirs):
