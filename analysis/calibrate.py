@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -36,6 +37,7 @@ from analysis.plots import save
 from analysis.stats import bootstrap_ci
 from analysis.tables import per_problem_pass_at_k
 from core.config import ConfigError, build, parse_overrides
+from core.lock import lock_path
 from datagen.corpus import read_manifest
 
 LADDER_FILE, TABLE_FILE, FIGURE = "ladder.yaml", "calibration.md", "calibration"
@@ -156,8 +158,9 @@ def plot_calibration(table: pd.DataFrame, splits: dict, k: int, rules: Rules, ti
 
 
 def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str, overrides: dict,
-              progress: bool = True) -> tuple[dict, pd.DataFrame]:
-    """Evaluate into OUT/eval, write OUT/calibration.md and (if complete) OUT/ladder.yaml; (splits, table)."""
+              progress: bool = True) -> tuple[dict, pd.DataFrame] | None:
+    """Evaluate into OUT/eval, write OUT/calibration.md and (if complete) OUT/ladder.yaml; (splits, table), or None
+    on a data-parallel run's ranks other than 0."""
     out = Path(out)
     rule_overrides = {key.removeprefix("rules."): v for key, v in overrides.items() if key.startswith("rules.")}
     rules = build(Rules, rule_overrides, "rules")
@@ -167,11 +170,13 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     # Every op of the guessed range is evaluated: the guess's gaps are closed, its splits only label DIR/eval.
     covering = Ladder(ID=Span(guess.ID.lo, guess.edge.lo - 1), edge=Span(guess.edge.lo, guess.hard.lo - 1),
                       hard=guess.hard)
-    own = {"eval", LADDER_FILE, TABLE_FILE, f"{FIGURE}.png", f"{FIGURE}.pdf"}
+    own = {"eval", lock_path(out / "eval").name, LADDER_FILE, TABLE_FILE, f"{FIGURE}.png", f"{FIGURE}.pdf"}
     if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - own):
         raise EvalError(f"{out}: exists and is not a calibration directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     evaluate(model, data, out / "eval", cfg, covering, progress=progress)
+    if rank_zero_only.rank != 0:  # a data-parallel evaluation's other ranks: rank 0 gathered their samples
+        return None
     evaluation = read_eval(out / "eval")
     k = cfg.samples
     table = per_op_table(evaluation.samples, k, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -209,11 +214,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     try:
-        splits, table = calibrate(args.model, args.data, args.out, args.preset, parse_overrides(rest),
-                                  progress=not args.quiet)
+        calibrated = calibrate(args.model, args.data, args.out, args.preset, parse_overrides(rest),
+                               progress=not args.quiet)
     except (ConfigError, EvalError) as err:
         print(f"lab calibrate: error: {err}", file=sys.stderr)
         return 2
+    if calibrated is None:  # not rank 0
+        return 0
+    splits, table = calibrated
     print((args.out / TABLE_FILE).read_text())
     missing = [name for name, span in splits.items() if span is None]
     if missing:

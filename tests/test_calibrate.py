@@ -114,6 +114,20 @@ def test_calibrating_a_base_without_a_frontier(smoke_base, tmp_path, capsys):
     assert main(args) == 1  # rerun: the evaluation is reused, the verdict the same
 
 
+def test_calibrating_on_two_processes_writes_the_same_table(smoke_base, tmp_path):
+    """Rank 1 must neither trip over rank 0's lock file nor read the evaluation before rank 0 has written it."""
+    import subprocess
+    import sys
+
+    args = ["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet",
+            "--problems_per_op", "2", "--samples", "4", "--max_new_tokens", "48"]
+    for name, devices in (("one", "1"), ("two", "2")):
+        done = subprocess.run([sys.executable, "-m", "sweeps.cli", "calibrate", *args, "--out", str(tmp_path / name),
+                               "--devices", devices], capture_output=True, text=True)
+        assert done.returncode == 1 and "the base has no ID" in done.stderr, done.stderr[-2000:]
+    assert (tmp_path / "two" / "calibration.md").read_text() == (tmp_path / "one" / "calibration.md").read_text()
+
+
 def test_bad_inputs_exit_2(smoke_base, tmp_path, capsys):
     base = ["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet"]
     assert main([*base, "--out", str(tmp_path / "a"), "--rules.id_greedy", "2"]) == 2
