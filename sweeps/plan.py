@@ -81,6 +81,20 @@ class Step:
     def done(self, root: Path) -> bool:
         return (self.out_dir(root) / STAGES[self.command].marker).exists()
 
+    def adopt_twin(self, root: Path) -> bool:
+        """Link this step's directory to a finished one with the same key under another label (two findings
+        naming one computation differently, e.g. finding 1's edge RL and finding 4's outcome-reward RL), so it
+        runs once. The key hashes the whole identity (config, arguments, inputs' keys), so a twin is the same
+        run; True when one was adopted."""
+        out = self.out_dir(root)
+        if out.exists() or out.is_symlink():
+            return False
+        for twin in sorted(out.parent.glob(f"*-{self.key}")):
+            if (twin / STAGES[self.command].marker).exists():
+                out.symlink_to(twin.name, target_is_directory=True)
+                return True
+        return False
+
     def argv(self, root: Path) -> list[str]:
         """The exact `lab` command line of this step."""
         argv = [self.command, "--preset", self.preset, "--out", str(self.out_dir(root)), "--quiet"]

@@ -123,7 +123,8 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
     root = Path(root)
     resources = resources or {}
     expected = expected or {}
-    records = {s.key: StepRecord(s.label, s.command, s.key, str(s.out_dir(root)), "skipped" if s.done(root) else "pending",
+    records = {s.key: StepRecord(s.label, s.command, s.key, str(s.out_dir(root)),
+                                 "skipped" if s.done(root) or s.adopt_twin(root) else "pending",
                                  expected_s=expected.get(s.key), total_steps=total_steps(s))
                for s in sweep.steps()}
     _save(root, sweep, records, {"cluster": cluster, "parallel": parallel, "started": time.time()})

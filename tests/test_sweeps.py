@@ -138,6 +138,18 @@ def test_live_status_reads_progress_and_eta_from_the_run_dir(tmp_path):
     assert live_status(running) == ("done", 1.0)
 
 
+def test_a_step_named_twice_runs_once(tmp_path):
+    """Two findings may name one computation differently (same key, other label): the second adopts the first."""
+    first = corpus("first")
+    assert [r.status for r in run_sweep(Sweep("a", [first]), tmp_path)] == ["done"]
+    twin = corpus("twin")
+    assert twin.key == first.key and twin.out_dir(tmp_path) != first.out_dir(tmp_path)
+    records = run_sweep(Sweep("b", [twin]), tmp_path)
+    assert [r.status for r in records] == ["skipped"]
+    assert twin.out_dir(tmp_path).resolve() == first.out_dir(tmp_path).resolve() and twin.done(tmp_path)
+    assert [r.status for r in run_sweep(Sweep("c", [corpus("other", seed=3)]), tmp_path)] == ["done"]  # no twin
+
+
 def test_rerun_skips_finished_steps(local_sweep):
     root, sweep, _, _ = local_sweep
     marker = sweep.targets[0].out_dir(root) / "summary.json"
