@@ -81,19 +81,25 @@ class Step:
     def done(self, root: Path) -> bool:
         return (self.out_dir(root) / STAGES[self.command].marker).exists()
 
+    def finished_twin(self, root: Path) -> Path | None:
+        """A finished step directory with this step's key under another label (two findings naming one
+        computation differently, e.g. finding 1's edge RL and finding 4's outcome-reward RL). The key hashes the
+        whole identity (config, arguments, inputs' keys), so a twin is the same run."""
+        out = self.out_dir(root)
+        for twin in sorted(out.parent.glob(f"*-{self.key}")):
+            if twin != out and (twin / STAGES[self.command].marker).exists():
+                return twin
+        return None
+
     def adopt_twin(self, root: Path) -> bool:
-        """Link this step's directory to a finished one with the same key under another label (two findings
-        naming one computation differently, e.g. finding 1's edge RL and finding 4's outcome-reward RL), so it
-        runs once. The key hashes the whole identity (config, arguments, inputs' keys), so a twin is the same
-        run; True when one was adopted."""
+        """Link this step's directory to its finished twin, so the computation runs once; True when adopted."""
         out = self.out_dir(root)
         if out.exists() or out.is_symlink():
             return False
-        for twin in sorted(out.parent.glob(f"*-{self.key}")):
-            if (twin / STAGES[self.command].marker).exists():
-                out.symlink_to(twin.name, target_is_directory=True)
-                return True
-        return False
+        twin = self.finished_twin(root)
+        if twin is not None:
+            out.symlink_to(twin.name, target_is_directory=True)
+        return twin is not None
 
     def argv(self, root: Path) -> list[str]:
         """The exact `lab` command line of this step."""

@@ -32,7 +32,7 @@ from core.provenance import provenance
 from rl.budget import ComputeLedger
 from sweeps.executors import CLUSTERS, SweepResources
 from sweeps.findings import FINDINGS, Finding, FindingsConfig
-from sweeps.plan import expected_seconds, step_work
+from sweeps.plan import Step, expected_seconds, step_work
 from sweeps.runner import (
     StepRecord,
     duration,
@@ -49,6 +49,11 @@ STATUS_EVERY_S = 60.0
 
 
 # ---- the plan --------------------------------------------------------------------------------------------------
+def settled(step: Step, root: Path) -> bool:
+    """Nothing left to compute: the step is done, or a finished twin (same key, another label) will be adopted."""
+    return step.done(root) or step.finished_twin(root) is not None
+
+
 def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple[str, dict[str, float | None]]:
     """The plan as printed, and each step's expected seconds (by key) for the live ETA."""
     cfg = load(FindingsConfig, preset, "findings")
@@ -60,14 +65,15 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
     for i, step in enumerate(steps, 1):
         amount, unit = step_work(step)
         seconds = expected_seconds(step, cfg.rates)
-        done = step.done(root)
+        twin = None if step.done(root) else step.finished_twin(root)
+        state = "done" if step.done(root) else f"done as {twin.name}" if twin else "to run"
         expected[step.key] = seconds
-        if not done:
+        if state == "to run":
             total += seconds or 0.0
             unknown += seconds is None
         lines.append(f"{i:>3}  {step.label:<{width}}  {step.command:<8} {f'{amount:,.0f} {unit}':>18} "
-                     f"{duration(seconds) if seconds is not None else '?':>9}  {'done' if done else 'to run'}")
-    todo = sum(not s.done(root) for s in steps)
+                     f"{duration(seconds) if seconds is not None else '?':>9}  {state}")
+    todo = sum(not settled(s, root) for s in steps)
     head = [f"{finding.name} at preset {preset}: {len(steps)} steps ({todo} to run), {len(finding.arms)} evaluated "
             f"arms, {len(finding.claims)} claims of the paper to judge.",
             f"Expected CPU time of the steps to run: {duration(total)}"
@@ -290,7 +296,7 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
         print(text + "\n", flush=True)
     if len(findings) > 1:  # findings share steps (one base under several findings): count each once
         union = {key: seconds for expected in plans.values() for key, seconds in expected.items()}
-        todo = {s.key for f in findings for s in f.sweep().steps() if not s.done(root)}
+        todo = {s.key for f in findings for s in f.sweep().steps() if not settled(s, root)}
         total = sum(union[k] or 0.0 for k in todo)
         print(f"All {len(findings)} findings: {len(union)} distinct steps ({len(todo)} to run), expected CPU time "
               f"{duration(total)} (shared steps counted once); with --parallel {parallel}: about "
