@@ -73,6 +73,10 @@ class RLConfig(Placement):
     normalize_std: bool = True  # False: Dr. GRPO's unnormalised advantages
     drop_zero_variance: bool = False  # DAPO's dynamic-sampling filter (drop groups with identical rewards)
     kl_coef: float = 1e-3  # 0 skips loading the reference model
+    # A fixed-compute run (finding 3): stop once the ledger has spent this many token-equivalents, priced in L mode
+    # `budget_l_mode` (rl.budget), to within half a step; `steps` is then the most it may take. null: `steps` steps.
+    compute_budget: float | None = None
+    budget_l_mode: Literal["paper", "measured"] = "measured"
     reward: RewardConfig = field(default_factory=RewardConfig)
     edge_filter: EdgeFilterConfig = field(default_factory=EdgeFilterConfig)
     split: str = "rl"  # corpus split that forms the prompt pool
@@ -103,5 +107,7 @@ class RLConfig(Placement):
             raise ConfigError(f"{where}.clip_low: must lie in [0, 1) and clip_high >= 0")
         if self.kl_coef < 0:
             raise ConfigError(f"{where}.kl_coef: must be >= 0, got {self.kl_coef}")
+        if self.compute_budget is not None and not 0 < self.compute_budget < math.inf:
+            raise ConfigError(f"{where}.compute_budget: must be finite and > 0 (or null), got {self.compute_budget}")
         if self.completions_every < 0:
             raise ConfigError(f"{where}.completions_every: must be >= 0")

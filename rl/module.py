@@ -119,8 +119,18 @@ class GRPO(L.LightningModule):
         if cfg.completions_every and step % cfg.completions_every == 0 and self.trainer.is_global_zero:
             self._write_completions(step, prompts, completions, rewards, verdicts)
         self.rl_step += 1
-        if self.rl_step >= cfg.steps:
+        if self.finished():
             self.trainer.should_stop = True
+
+    def finished(self) -> bool:
+        """Out of steps or, in a fixed-compute run, within half a step of the compute budget: the next step would
+        overshoot it by more than stopping now falls short (steps priced at their mean, so a resume agrees)."""
+        if self.rl_step >= self.cfg.steps:
+            return True
+        if self.cfg.compute_budget is None or not self.ledger.steps:
+            return False
+        spent = self.ledger.realised(self.cfg.budget_l_mode)
+        return spent + spent / self.ledger.steps / 2 >= self.cfg.compute_budget
 
     def _rollouts(self, prompt_ids, k, temperature, generator, return_logprobs=False):
         self.policy.eval()

@@ -113,14 +113,15 @@ class RLRecipe:
             print(f"rl: resuming {self.out} from {resume}")
         loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
         self.trainer.fit(self.module, train_dataloaders=loader, ckpt_path=resume)
-        if self.module.rl_step != self.cfg.steps:
-            raise RuntimeError(f"RL stopped at step {self.module.rl_step} of {self.cfg.steps}")
+        if not self.module.finished():
+            raise RuntimeError(f"RL stopped at step {self.module.rl_step} of {self.cfg.steps}"
+                               + (" short of its compute budget" if self.cfg.compute_budget else ""))
 
     def save(self) -> dict:
         """The summary (every rank holds the same one; rank 0 alone writes it and the model)."""
         ledger = self.module.ledger.summary()
         summary = {
-            "stage": "rl", "params": self.module.policy.num_parameters(), "steps": self.cfg.steps,
+            "stage": "rl", "params": self.module.policy.num_parameters(), "steps": self.module.rl_step,
             "tokens": ledger["nkl_tokens"], "flops": ledger["flops"], "ledger": ledger,
             "wall_s": round(self.stopwatch.total, 3), "seed": self.cfg.seed,
             "final_reward": self._last_metric("rl/reward"), "final_verified": self._last_metric("rl/verified"),

@@ -84,6 +84,19 @@ def test_summary_metrics_and_completions(base, tmp_path):
     assert main(rl_args(base, out)) == 0  # finished: nothing to do
 
 
+def test_a_compute_budget_stops_the_run_within_half_a_step(base, tmp_path):
+    """Finding 3's fixed-compute RL: the run stops on its ledger, not its step count. In the paper's pricing every
+    step costs (5/3)·N·r·2,048, so a budget of 2.4 steps stops after 2 (a third would overshoot by more)."""
+    step_cost = 5 / 3 * 4 * 4 * 2048  # smoke: 4 prompts x 4 rollouts
+    out = tmp_path / "budget"
+    assert main(rl_args(base, out, "--compute_budget", str(2.4 * step_cost), "--budget_l_mode", "paper")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["ledger"]["paper_token_equivalents"] == pytest.approx(2 * step_cost)
+    assert main(rl_args(base, tmp_path / "b2", "--compute_budget", str(2.6 * step_cost), "--budget_l_mode",
+                        "paper")) == 0
+    assert json.loads((tmp_path / "b2" / "summary.json").read_text())["steps"] == 3
+
+
 def hashed_reward(monkeypatch) -> str:
     """A reward with variance in every group (the smoke base earns none from the verifier, and with all-zero
     advantages an update is float noise that Adam blows up to full-size steps)."""
