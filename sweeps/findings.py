@@ -21,8 +21,8 @@ Wired as the paper, at every preset:
 Where presets deviate: `smoke`, `micro` and `small` shift the ladder down or shrink it (see each preset), so
 "op 8–10" becomes the top third of that preset's ID range and "op 11–14" its edge; `micro` and `small` price RL
 in `measured` mode because their samples are far shorter than 2,048 tokens (in `paper` mode a micro budget
-would buy a handful of RL steps); `micro` runs only the smallest budget of finding 3 (the paper's 20B scaled to
-micro is ~48M token-equivalents, two hours of mid-training and ~15K RL steps on one core).
+would buy a handful of RL steps); `micro` runs only the smallest budget of finding 3 (the paper's 20B scaled by
+micro's pre-training tokens / 10B is hours of mid-training and thousands of RL steps on one core).
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ from typing import Literal
 import numpy as np
 
 from analysis.claims import Claim
-from analysis.config import EvalConfig, Ladder
-from core.config import ConfigError, build, load, to_dict
+from analysis.config import EvalConfig, Ladder, load_ladder
+from core.config import ConfigError, build, load, preset_path, to_dict
 from datagen.corpus import make_sample
 from datagen.spec import CorpusSpec
 from midtrain.config import MidtrainConfig
 from pretrain.config import PretrainConfig
 from rl.budget import plan_budget, pricing_of, rl_step_cost
 from rl.config import RLConfig
-from sweeps.plan import Rates, Step, Sweep, tokenizer_for
+from sweeps.plan import Rates, Step, Sweep, step_cap, tokenizer_for
 
 A, B = "zoo", "teachers"
 PAPER_PRETRAIN_TOKENS = 10_000_000_000
@@ -74,6 +74,10 @@ class FindingsConfig:
     # Pre-training seeds: every base (and everything built on it) is repeated per seed; claims pool them with the
     # RL seeds. [0]: one pre-training per base, as the paper.
     pretrain_seeds: list[int] = field(default_factory=lambda: [0])
+    # A ladder measured on this preset's base (`lab calibrate`'s ladder.yaml), relative to the preset file: RL
+    # ranges, pools and evals follow it (the paper's edge is relative to the base), unless `lab reproduce
+    # --ladder` names another. null: the preset's own `ladder:` section.
+    calibrated_ladder: str | None = None
     rates: Rates = field(default_factory=Rates)
 
     def validate(self, where: str) -> None:
@@ -109,6 +113,7 @@ class Finding:
     claims: list[Claim] = field(default_factory=list)
     ladder: dict[str, tuple[int, int]] = field(default_factory=dict)
     headroom_ops: tuple[int, int] = (0, 0)  # finding 1: the ops whose pre-training share the headroom sweep varies
+    ladder_source: str = "preset"  # where `ladder` came from: preset, given (--ladder) or a calibrated file
 
     def sweep(self) -> Sweep:
         return Sweep(self.name, [arm.eval for arm in self.arms])
@@ -119,6 +124,10 @@ class Builder:
 
     def __init__(self, preset: str, ladder: dict | None = None):
         self.preset = preset
+        self.cfg = load(FindingsConfig, preset, "findings")
+        self.ladder_source = "given" if ladder else "preset"
+        if ladder is None and self.cfg.calibrated_ladder:
+            ladder, self.ladder_source = calibrated_ladder(preset), self.cfg.calibrated_ladder
         # Pre-training corpora follow the preset's own ladder (what its base is trained on); a calibrated ladder,
         # measured on that base, moves only what comes after it: RL ranges, prompt pools and eval splits.
         self.design = load(Ladder, preset, "ladder")
@@ -128,7 +137,6 @@ class Builder:
                                   self.ladder.splits().items()} if ladder else {})
         self.eval_cfg = load(EvalConfig, preset, "eval")
         self.rl_cfg = load(RLConfig, preset, "rl")
-        self.cfg = load(FindingsConfig, preset, "findings")
 
     # ---- data ------------------------------------------------------------------------------------------------
     def corpus(self, label: str, **overrides) -> Step:
@@ -260,7 +268,7 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
             claims.append(Claim(f"1h-{pct}-{split}", f"{top_ops} at {pct}% of pre-training: edge RL raises "
                                 f"pass@128 on {split}", f"rl-edge-top{pct}", f"base-top{pct}", (split,), "up",
                                 paper=number))
-    return Finding("finding1", arms, "base", "split_bars", claims, b.ladder_dict(), top)
+    return Finding("finding1", arms, "base", "split_bars", claims, b.ladder_dict(), top, b.ladder_source)
 
 
 def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
@@ -268,8 +276,8 @@ def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     B (teachers) only as atomic op-ID.lo problems at 0 / 0.1 / 1 / 10 % of rows; RL on 50 % A + 50 % B over
     every op; both contexts evaluated.
 
-    Presets: "op 2–20" is the preset ladder's ID.lo … hard.hi (micro 2–14) and "op 2" its ID.lo. Claims about
-    "op 11–20" use the edge and hard splits of that ladder."""
+    Presets: "op 2–20" is the preset ladder's ID.lo … hard.hi (2–20 at micro, as the paper) and "op 2" its ID.lo.
+    Claims about "op 11–20" use the edge and hard splits of that ladder."""
     b = Builder(preset, ladder)
     evals = b.eval_corpus((A, B))
     lo, hi = b.design.ID.lo, b.design.hard.hi
@@ -302,18 +310,19 @@ def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
         claims.append(Claim("2-1vs0.1", "RL transfers to B at 1% but not at 0.1%", "rl-B1", "rl-B0.1", ood, "up",
                             context=B))
     return Finding("finding2", arms, "base-B0" if 0.0 in b.cfg.exposures else arms[0].label, "exposure", claims,
-                   b.ladder_dict())
+                   b.ladder_dict(), ladder_source=b.ladder_source)
 
 
 def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
     """Mid-training vs RL under fixed compute: budgets T (the paper's 1.05…20B scaled by this preset's
     pre-training tokens / 10B), split T_mid = (1 − β)T, T_RL = βT for β ∈ {0, 0.2, 0.5, 0.8, 1}; every arm is
     its own complete schedule (the paper cut one mid-training run at checkpoints). Mid-training is the paper's
-    20 % ID + 80 % edge; RL is on the edge, priced in the preset's L mode.
+    20 % ID + 80 % edge; RL is on the edge, priced in the preset's L mode, and runs until its ledger has spent
+    its share (`rl.compute_budget`), so every arm realises its plan whatever lengths its model writes.
 
     Presets: `paper` runs 1.05B and 20B (the endpoints paper.md gives) in L mode `paper`, so 1.05B buys the paper's
-    50 RL steps; `small` the same budgets scaled by 500M / 10B in `measured` mode; `micro` only 1.05B (2.52M) in
-    `measured` mode; `smoke` one budget scaled by 2e-5 so every β gets an RL step."""
+    50 RL steps; `small` the same budgets scaled by its pre-training tokens / 10B in `measured` mode; `micro` only
+    1.05B, scaled the same way, in `measured` mode; `smoke` one budget scaled by 2e-5 so every β gets an RL step."""
     b = Builder(preset, ladder)
     mid_cfg = load(MidtrainConfig, preset, "midtrain")
     budgets = scaled_budgets(preset)
@@ -325,7 +334,8 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
     step_cost = planned_rl_step_cost(preset, edge.lo, edge.hi)
     plans = {budget: plan_budget(budget, list(BETAS), mid_cfg.tokens_per_step, step_cost, b.cfg.l_mode)
              for budget in budgets}
-    pool = b.pool("edge", edge.lo, edge.hi, steps=max(1, *(a.rl_steps for p in plans.values() for a in p.arms)))
+    most_steps = max(1, *(a.rl_steps for p in plans.values() for a in p.arms))
+    pool = b.pool("edge", edge.lo, edge.hi, steps=step_cap(most_steps))
     arms = [Arm(f"base{p}", b.evaluate(f"base{p}", base, evals)) for p, base in bases]
     claims = []
     mids: dict[tuple[str, int], Step] = {}  # arms whose mid-training rounds to the same steps share one run
@@ -339,7 +349,10 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
                         f"mid-{tag}-b{arm.beta:g}{p}", mid_corpus, base, tokens=arm.mid_tokens))
                 for seed in seeds if arm.rl_steps else (0,):
                     label = f"{tag}-beta{arm.beta:g}{p}" + (f"-s{seed}" if arm.rl_steps else "")
-                    final = b.rl(label, pool, model, seed, steps=arm.rl_steps) if arm.rl_steps else model
+                    # RL runs until it has spent its share (the ledger, priced as planned), not a step count:
+                    # a model writing longer or shorter completions than the plan's pilot takes fewer or more steps.
+                    final = b.rl(label, pool, model, seed, steps=step_cap(arm.rl_steps), budget_l_mode=b.cfg.l_mode,
+                                 compute_budget=arm.rl_steps * step_cost) if arm.rl_steps else model
                     design = (("beta", arm.beta), ("budget", budget), ("mid_tokens", arm.mid_tokens),
                               ("rl_steps", arm.rl_steps), ("seed", seed))
                     planned = (("budget", budget), ("mid_tokens", arm.mid_tokens), ("rl_steps", arm.rl_steps),
@@ -361,7 +374,7 @@ def finding3(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
             Claim(f"3-{tag}-mid+rl-vs-rl", "mid-training + RL beats RL alone on OOD-hard (+10.8)", g[0.8], g[1.0],
                   ("hard",), "up", "pass@1", paper=10.8),
         ]
-    return Finding("finding3", arms, "base", "budget_split", claims, b.ladder_dict())
+    return Finding("finding3", arms, "base", "budget_split", claims, b.ladder_dict(), ladder_source=b.ladder_source)
 
 
 def finding4(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
@@ -390,7 +403,7 @@ def finding4(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
             Claim(f"4-{variant}-pk-hard", f"{variant} beats outcome-only: pass@128 on op 15–20", f"rl-{variant}",
                   "rl-outcome", ("hard",), "up", paper=hardk),
         ]
-    return Finding("finding4", arms, "base", "reward_variants", claims, b.ladder_dict())
+    return Finding("finding4", arms, "base", "reward_variants", claims, b.ladder_dict(), ladder_source=b.ladder_source)
 
 
 def sizes(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
@@ -414,10 +427,18 @@ def sizes(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None
                 arms.append(Arm(label, b.evaluate(label, step, evals),
                                 (("width", width), ("arm", "RL at own edge"), ("seed", seed)),
                                 f"base-w{width:g}{p}"))
-    return Finding("sizes", arms, "base-w1", "split_bars", [], b.ladder_dict())
+    return Finding("sizes", arms, "base-w1", "split_bars", [], b.ladder_dict(), ladder_source=b.ladder_source)
 
 
 FINDINGS = {"finding1": finding1, "finding2": finding2, "finding3": finding3, "finding4": finding4, "sizes": sizes}
+
+
+def calibrated_ladder(preset: str) -> dict:
+    """The ladder file `findings.calibrated_ladder` names (relative to the preset file), as {split: {lo, hi}}."""
+    name = load(FindingsConfig, preset, "findings").calibrated_ladder
+    path = preset_path(preset).parent / name
+    ladder = load_ladder("", ladder_file=path)  # a missing or malformed file is a ConfigError naming it
+    return {split: {"lo": lo, "hi": hi} for split, (lo, hi) in ladder.splits().items()}
 
 
 def scaled_budgets(preset: str) -> list[int]:

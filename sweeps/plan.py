@@ -185,6 +185,17 @@ def step_config(step: Step):
     return build(info.config_class(), resolved, info.section)
 
 
+def step_cap(planned_steps: int) -> int:
+    """The most steps a fixed-compute RL run (`rl.compute_budget`) may take: 1.5 × its planned steps (+ 2), room
+    for completions shorter than its plan's pilot; its pool holds that many steps' prompts."""
+    return planned_steps + planned_steps // 2 + 2
+
+
+def planned_steps(cap: int) -> int:
+    """The planned steps of a fixed-compute RL run whose cap is `cap` (the inverse of `step_cap`)."""
+    return next(n for n in range(cap + 1) if step_cap(n) >= cap)
+
+
 def step_work(step: Step) -> tuple[float, str]:
     """(amount, unit) of the work `step` does, in the unit its rate is measured in."""
     cfg = step_config(step)
@@ -195,8 +206,9 @@ def step_work(step: Step) -> tuple[float, str]:
         return rows, "rows"
     if step.command in ("pretrain", "midtrain"):
         return cfg.tokens, "tokens"
-    if step.command == "rl":
-        return cfg.steps * cfg.prompts_per_step * cfg.rollouts, "samples"
+    if step.command == "rl":  # a fixed-compute run is expected to take its planned steps, not its cap
+        steps = cfg.steps if cfg.compute_budget is None else planned_steps(cfg.steps)
+        return steps * cfg.prompts_per_step * cfg.rollouts, "samples"
     data = step_config(dict(step.inputs)["--data"])
     return data.splits.get(cfg.split, 0) * (cfg.samples + int(cfg.greedy)), "samples"
 
@@ -204,6 +216,8 @@ def step_work(step: Step) -> tuple[float, str]:
 def total_steps(step: Step) -> int | None:
     """Optimizer / RL steps of a training step (what its metrics.jsonl counts), None for the others."""
     cfg = step_config(step)
+    if step.command == "rl" and cfg.compute_budget is not None:
+        return planned_steps(cfg.steps)  # what its budget should buy (progress is capped at 100 %)
     return getattr(cfg, "steps", None) if step.command in ("pretrain", "midtrain", "rl") else None
 
 

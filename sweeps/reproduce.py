@@ -1,4 +1,4 @@
-"""`lab reproduce finding1|finding2|finding3|finding4|sizes|all --preset NAME [--seeds 0,1] [--cluster local|slurm]
+"""`lab reproduce finding1|finding2|finding3|finding4|sizes|all --preset NAME [--seeds 0,1,...] [--cluster local|slurm]
 [--out DIR] [--parallel N] [--ladder FILE] [--dry-run]` and `lab sweep status --out DIR [--finding NAME]`.
 
 One command per finding: print the plan (every step, the CPU time it should take from the preset's measured
@@ -76,6 +76,9 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
     todo = sum(not settled(s, root) for s in steps)
     head = [f"{finding.name} at preset {preset}: {len(steps)} steps ({todo} to run), {len(finding.arms)} evaluated "
             f"arms, {len(finding.claims)} claims of the paper to judge.",
+            "Op ladder: " + ", ".join(f"{name} {lo}–{hi}" for name, (lo, hi) in finding.ladder.items())
+            + {"preset": " (the preset's `ladder:`)", "given": " (--ladder)"}.get(
+                finding.ladder_source, f" (measured on the base: {finding.ladder_source}, findings.calibrated_ladder)"),
             f"Expected CPU time of the steps to run: {duration(total)}"
             + (f" (+ {unknown} step(s) whose stage has no measured rate in {preset_path(preset).name})" if unknown else "")
             + f"; with --parallel {parallel}: about {duration(total / parallel)} of wall time.",
@@ -108,9 +111,11 @@ class Ticker:
                     ended |= r.status != "running"
                 self.seen[r.key] = r.status
         if ended or time.time() - self.last >= self.every:  # a start alone gets its line, not a summary
-            running = [r for r in records if live_status(r)[0] == "running"]
+            running = [(r.label, progress) for r in records for status, progress in [live_status(r)]
+                       if status == "running"]
             print(f"[{stamp}] {self.name}: {summarize(records, self.parallel)}; running: "
-                  + (", ".join(r.label for r in running) or "none"), flush=True)
+                  + (", ".join(label + (f" {100 * p:.0f}%" if p is not None else "") for label, p in running)
+                     or "none"), flush=True)
             self.last = time.time()
 
 
@@ -301,6 +306,9 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
         print(f"All {len(findings)} findings: {len(union)} distinct steps ({len(todo)} to run), expected CPU time "
               f"{duration(total)} (shared steps counted once); with --parallel {parallel}: about "
               f"{duration(total / parallel)}.\n", flush=True)
+    if len(seeds) < 2:
+        print(f"Note: one RL seed ({seeds[0]}): each claim's interval covers problems, not RL-seed variance; "
+              "pass --seeds 0,1 (the default) or more to pool seeds.\n", flush=True)
     if dry_run:
         return 0
     failed_total = 0
@@ -344,10 +352,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--preset", default="micro")
     parser.add_argument("--cluster", default="local", choices=[c for c in CLUSTERS if c != "debug"])
     parser.add_argument("--out", type=Path, default=None, help="default: runs/<preset>")
-    parser.add_argument("--seeds", default="0", help="RL seeds, comma-separated (claims pool them; use >= 2)")
+    parser.add_argument("--seeds", default="0,1", help="RL seeds, comma-separated (claims pool them over problems)")
     parser.add_argument("--parallel", type=int, default=1, help="local jobs at once (>= 1)")
     parser.add_argument("--ladder", type=Path, default=None,
-                        help="a calibrated op ladder (YAML with ID / edge / hard: {lo, hi}), e.g. from lab calibrate")
+                        help="a calibrated op ladder (YAML with ID / edge / hard: {lo, hi}), e.g. from lab calibrate; "
+                             "default: the preset's findings.calibrated_ladder, else its ladder")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--every", type=float, default=STATUS_EVERY_S, help="seconds between status lines")
     args = parser.parse_args(argv)

@@ -117,7 +117,7 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
     failed step: its dependents are marked blocked and the rest of the sweep carries on).
 
     `expected` (step key -> seconds) is kept with each record for ETAs; `on_progress` is called with the
-    records every `every` seconds while local jobs run, and whenever a step ends."""
+    records every `every` seconds while jobs run (local or SLURM), and whenever a step ends."""
     if parallel < 1:
         raise ValueError(f"parallel: must be >= 1, got {parallel}")
     root = Path(root)
@@ -129,7 +129,7 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
                for s in sweep.steps()}
     _save(root, sweep, records, {"cluster": cluster, "parallel": parallel, "started": time.time()})
     if cluster == "slurm":
-        _run_on_slurm(sweep, root, resources, records)
+        _run_on_slurm(sweep, root, resources, records, on_progress, every)
     else:
         _run_local(sweep, root, cluster, resources, parallel, records, on_progress, every)
     for step in sweep.steps():
@@ -217,7 +217,9 @@ def _finish(record: StepRecord, job: submitit.Job) -> None:
     record.ended = time.time()
 
 
-def _run_on_slurm(sweep, root, resources, records) -> None:
+def _run_on_slurm(sweep, root, resources, records, on_progress=None, every=30.0, poll: float = 5.0) -> None:
+    """Submit every wave at once (each job waits on its inputs' jobs through a SLURM dependency), then follow
+    the jobs: a step's record changes, and the state file is saved, as soon as its job ends."""
     jobs: dict[str, submitit.Job] = {}
     for wave in sweep.waves():
         groups: dict[tuple, list[Step]] = defaultdict(list)
@@ -240,11 +242,20 @@ def _run_on_slurm(sweep, root, resources, records) -> None:
                 record.status, record.job_id, record.log = "submitted", str(job.job_id), str(job.paths.stderr)
                 record.started = time.time()
     _save(root, sweep, records)
-    for key, job in jobs.items():
-        _finish(records[key], job)
-        if records[key].status == "failed" and not Path(records[key].log).exists():
-            records[key].status = "blocked"  # cancelled for an invalid dependency: it never started
-    _save(root, sweep, records)
+    waiting, last = dict(jobs), 0.0
+    while waiting:
+        ended = [key for key, job in waiting.items() if job.done()]
+        for key in ended:
+            _finish(records[key], waiting.pop(key))
+            if records[key].status == "failed" and not Path(records[key].log).exists():
+                records[key].status = "blocked"  # cancelled for an invalid dependency: it never started
+        if ended:
+            _save(root, sweep, records)
+        if on_progress and (ended or time.time() - last >= every):
+            on_progress(list(records.values()))
+            last = time.time()
+        if waiting:
+            time.sleep(poll)
 
 
 def read_state(root: str | Path, name: str) -> tuple[dict, list[StepRecord]]:

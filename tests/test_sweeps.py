@@ -167,8 +167,13 @@ def test_rerun_skips_finished_steps(local_sweep):
 def test_slurm_sweep_with_arrays_and_dependencies(slurm_cluster, tmp_path):
     data = corpus("slurm-corpus")
     arms = [pretrain(data, f"arm{i}", seed=i) for i in range(2)]
-    records = {r.label: r for r in run_sweep(Sweep("slurm", arms), tmp_path, cluster="slurm")}
+    seen = []  # the live status follows the jobs as they end, as it does for local jobs
+    records = {r.label: r for r in run_sweep(Sweep("slurm", arms), tmp_path, cluster="slurm", every=1.0,
+                                             on_progress=lambda rs: seen.append({r.label: r.status for r in rs}))}
     assert all(r.status == "done" for r in records.values()), records
+    assert seen[0]["slurm-corpus"] == "submitted" and seen[-1] == {label: "done" for label in records}
+    assert any(state["slurm-corpus"] == "done" and state["arm0"] != "done" for state in seen)  # one ended first
+    assert "3 done" in status_table(tmp_path, "slurm")
     assert records["arm0"].job_id.split("_")[0] == records["arm1"].job_id.split("_")[0]  # one array
     assert "_" in records["arm0"].job_id
     for arm in arms:
@@ -188,6 +193,10 @@ def test_every_finding_builds_a_dag_for_every_preset(preset):
         assert [s.command for s in steps].count("eval") == len(finding.arms)
         assert all(arm.reference in labels for arm in finding.arms if arm.reference), name
         assert len({s.key for s in steps}) == len(steps)
+        for step in steps:  # every RL run draws each prompt of its pool at most once
+            if step.command == "rl":
+                rl = spec(step)
+                assert spec(dict(step.inputs)["--data"]).splits["rl"] >= rl.steps * rl.prompts_per_step, step.label
         groups = {group_of(label) for label in labels}
         for claim in finding.claims:  # every claim compares arms the finding runs
             assert {claim.arm, claim.reference} <= groups, (name, claim.id)
@@ -235,12 +244,15 @@ def test_findings_are_wired_as_the_paper_ran_them():
 
 def test_finding3_arms_split_one_budget():
     from midtrain.config import MidtrainConfig
+    from pretrain.config import PretrainConfig
+    from sweeps.plan import step_work, total_steps
     from sweeps.findings import finding3, planned_rl_step_cost, scaled_budgets
 
     finding = finding3("micro")
     (budget,) = scaled_budgets("micro")
-    assert budget == round(1.05e9 * 40e6 / 10e9)  # the paper's 1.05B at micro's 40M / 10B
-    step_cost = planned_rl_step_cost("micro", 11, 14)
+    tokens = load(PretrainConfig, "micro", "pretrain").tokens
+    assert budget == round(1.05e9 * tokens / 10e9)  # the paper's 1.05B at micro's pre-training tokens / 10B
+    step_cost = planned_rl_step_cost("micro", *finding.ladder["edge"])  # RL on the edge of micro's ladder
     mid_step = load(MidtrainConfig, "micro", "midtrain").tokens_per_step
     plans = {arm.label: dict(arm.plan) for arm in finding.arms if arm.plan}
     assert sorted(dict(a.design)["beta"] for a in finding.arms if a.plan) == [0.0, 0.2, 0.5, 0.8, 1.0]
@@ -248,8 +260,13 @@ def test_finding3_arms_split_one_budget():
         spent = plan["mid_tokens"] + plan["rl_steps"] * step_cost
         assert abs(spent - budget) <= (mid_step + step_cost) / 2, label  # within half a step of each kind
         model = dict(next(a for a in finding.arms if a.label == label).eval.inputs)["--model"]
-        if plan["rl_steps"]:
-            assert spec(model).steps == plan["rl_steps"]
+        if plan["rl_steps"]:  # RL spends its share of the budget, however many steps that takes
+            rl = spec(model)
+            assert rl.compute_budget == pytest.approx(plan["rl_steps"] * step_cost) and rl.budget_l_mode == "measured"
+            assert rl.steps > plan["rl_steps"]  # room for completions shorter than the plan's pilot
+            # ... while the plan's CPU time and the live progress count the steps the budget should buy
+            assert step_work(model) == (plan["rl_steps"] * rl.prompts_per_step * rl.rollouts, "samples")
+            assert total_steps(model) == plan["rl_steps"]
     all_mid = next(p for p in plans.values() if p["rl_steps"] == 0)
     assert all_mid["mid_tokens"] == pytest.approx(budget, rel=0.01)
 
@@ -277,8 +294,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
     for step in finding4("micro", (0, 1)).sweep().steps():
         assert f" {step.label} " in text
-    # micro rates: 40M tokens at 7,470 tokens per core-second + 12 s start-up = 89 CPU-min for the base
-    assert re.search(r"base +pretrain +40,000,000 tokens +89m", text)
+    # the base's CPU time: micro's pre-training tokens at its measured tokens per core-second + job start-up
+    from pretrain.config import PretrainConfig
+    from sweeps.findings import FindingsConfig
+    from sweeps.runner import duration
+
+    tokens, rates = load(PretrainConfig, "micro", "pretrain").tokens, load(FindingsConfig, "micro", "findings").rates
+    expected = duration(tokens / rates.pretrain_tokens_per_s + rates.job_overhead_s)
+    assert re.search(rf"base +pretrain +{tokens:,} tokens +{re.escape(expected)} ", text), expected
     assert "Expected CPU time of the steps to run" in text and "Logs:" in text and "lab sweep status" in text
 
 
@@ -302,7 +325,12 @@ def test_reproduce_finding3_smoke_end_to_end(tmp_path, capsys):
         mid = next(out.glob(f"runs/midtrain/mid-*-b{row.name.split('beta')[1].split('-')[0]}-*/summary.json"), None)
         if row.planned_mid:
             assert mid is not None and json.loads(mid.read_text())["tokens"] == row.realised_mid
-        assert row.check in ("ok", "OFF") and row.realised == pytest.approx(row.realised_mid + row.realised_rl)
+        assert row.realised == pytest.approx(row.realised_mid + row.realised_rl)
+        if row.planned_rl:  # RL stopped on its ledger: short by at most half a mean step, over by at most one
+            rl = json.loads(next(out.glob(f"runs/rl/{label}-*/summary.json")).read_text())
+            mean_step = row.realised_rl / rl["steps"]
+            assert row.planned_rl - mean_step / 2 - 1e-6 <= row.realised_rl <= row.planned_rl + mean_step, label
+        assert row.check == ("ok" if abs(row.error) <= 0.05 else "OFF")
     assert (out / "finding3" / "finding3_budget_split.png").stat().st_size > 5000
     assert main(["sweep", "status", "--out", str(out)]) == 0
     assert "done" in capsys.readouterr().out
@@ -394,6 +422,35 @@ def test_a_calibrated_ladder_moves_every_op_range(tmp_path):
     path.write_text("edge: {lo: 6, hi: 8}\n")
     with pytest.raises(ValueError, match="--ladder"):
         read_ladder(path)
+
+
+def test_a_preset_names_its_measured_ladder_and_findings_follow_it(tmp_path, capsys):
+    """`findings.calibrated_ladder` (a file beside the preset) moves RL and eval ranges without --ladder, the plan
+    says so, and a missing file is an error naming it."""
+    import yaml
+
+    from core.config import PRESET_DIR, ConfigError
+    from sweeps.findings import finding1
+    from sweeps.reproduce import plan_text
+
+    preset = yaml.safe_load((PRESET_DIR / "micro.yaml").read_text())
+    preset["findings"]["calibrated_ladder"] = "measured.yaml"
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    (tmp_path / "measured.yaml").write_text("ladder:\n  ID: {lo: 2, hi: 9}\n  edge: {lo: 10, hi: 12}\n"
+                                            "  hard: {lo: 14, hi: 20}\n")
+    finding = finding1(str(path))
+    assert finding.ladder == {"ID": (2, 9), "edge": (10, 12), "hard": (14, 20)}
+    edge_pool = dict(dict(next(a for a in finding.arms if a.label == "rl-edge-s0").eval.inputs)["--model"].inputs)
+    assert [(r.lo, r.hi) for r in spec(edge_pool["--data"]).ops] == [(10, 12)]
+    plan = plan_text(finding, str(path), tmp_path, 1)[0]
+    assert "Op ladder: ID 2–9, edge 10–12, hard 14–20 (measured on the base: measured.yaml" in plan
+    given = finding1(str(path), ladder={"ID": {"lo": 2, "hi": 5}, "edge": {"lo": 6, "hi": 8},
+                                        "hard": {"lo": 9, "hi": 12}})
+    assert given.ladder["edge"] == (6, 8) and given.ladder_source == "given"  # --ladder wins
+    (tmp_path / "measured.yaml").unlink()
+    with pytest.raises(ConfigError, match="measured.yaml"):
+        finding1(str(path))
 
 
 def test_pretraining_seeds_repeat_every_base_and_pool_into_claim_groups(tmp_path):
