@@ -1,8 +1,9 @@
 """Corpus build: peak resident memory per worker and rows/s, against the builder before memory was bounded.
 
-Each build runs in a fresh process with one worker (the process itself), so its peak RSS is what one worker
-of a `workers: N` build or one array task needs; rows/s per worker then scales with cores, since shards are
-independent. The baseline is the builder at `--baseline-rev` (which held a whole shard as Python dicts and
+Each build runs in a fresh process with one worker (the process itself) by default, so its peak RSS is what one
+worker of a `workers: N` build or one array task needs; rows/s per worker then scales with cores, since shards are
+independent. `--workers N` builds with N worker processes (a big size in less wall time): the peak is then the
+largest process's (a worker's, or the parent's while it merges the manifest) and CPU time sums them all. The baseline is the builder at `--baseline-rev` (which held a whole shard as Python dicts and
 every reasoning hash of the corpus), run at a size where it still fits. The last lines extrapolate the
 paper's 10B-token corpus from the largest measured build (tokens per row, and rows per CPU-second: the
 cores are shared with other jobs, so wall-clock rows/s understates a dedicated core).
@@ -48,23 +49,25 @@ def _builder(rev: str | None):
     return module
 
 
-def _one(preset: str, rows: int, rev: str | None, out: str) -> None:
+def _one(preset: str, rows: int, rev: str | None, out: str, workers: int) -> None:
     """Child process: build, then print one JSON line with the figures."""
-    spec = load(CorpusSpec, preset, "datagen", {"splits": {"train": rows}, "train_tokens": None, "workers": 1})
+    spec = load(CorpusSpec, preset, "datagen", {"splits": {"train": rows}, "train_tokens": None, "workers": workers})
     builder = _builder(rev)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     manifest = builder.build_corpus(spec, Path(out) / "corpus", progress=False)
     wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage, workers_usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+           + workers_usage.ru_utime + workers_usage.ru_stime)
     print(json.dumps({"rows": manifest["rows"]["train"], "tokens": manifest["tokens"]["train"], "wall_s": wall,
-                      "cpu_s": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
-                      "shards": len(manifest["shards"]), "shard_rows": spec.shard_rows}))
+                      "cpu_s": cpu, "peak_rss_mib": max(usage.ru_maxrss, workers_usage.ru_maxrss) / 1024,
+                      "shards": len(manifest["shards"]), "shard_rows": spec.shard_rows, "workers": workers}))
 
 
-def measure(preset: str, rows: int, rev: str | None) -> dict:
+def measure(preset: str, rows: int, rev: str | None, workers: int = 1) -> dict:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as out:
-        cmd = [sys.executable, __file__, "--_one", preset, str(rows), rev or "-", out]
+        cmd = [sys.executable, __file__, "--_one", preset, str(rows), rev or "-", out, str(workers)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         result = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if result.returncode:
@@ -78,13 +81,14 @@ def _load() -> str:
 
 def main() -> None:
     if sys.argv[1:2] == ["--_one"]:
-        preset, rows, rev, out = sys.argv[2:6]
-        return _one(preset, int(rows), None if rev == "-" else rev, out)
+        preset, rows, rev, out, workers = sys.argv[2:7]
+        return _one(preset, int(rows), None if rev == "-" else rev, out, int(workers))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="small", help="datagen section to build (natural, op 2-10: the paper's)")
     parser.add_argument("--sizes", default="1000000,10000000", help="train rows of the bounded builder")
     parser.add_argument("--baseline-rev", default="308d4b1", help="git revision of the unbounded builder")
     parser.add_argument("--baseline-sizes", default="30000", help="rows for both builders side by side")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the --sizes builds")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args()
     load_before, started = _load(), time.time()
@@ -92,15 +96,17 @@ def main() -> None:
     for rows in [int(r) for r in args.baseline_sizes.split(",") if r]:
         runs += [("baseline " + args.baseline_rev, measure(args.preset, rows, args.baseline_rev)),
                  ("bounded", measure(args.preset, rows, None))]
-    runs += [("bounded", measure(args.preset, int(rows), None)) for rows in args.sizes.split(",")]
+    runs += [("bounded" + (f", {args.workers} workers" if args.workers > 1 else ""),
+              measure(args.preset, int(rows), None, args.workers)) for rows in args.sizes.split(",") if rows]
     lines = [
         f"# Corpus build: memory per worker and throughput (`{args.preset}` preset's datagen spec)", "",
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
         f"- commit {git_commit()[:12]}, {cpu_name()}, {len(os.sched_getaffinity(0))} cpus shared with other "
-        f"agents, one worker process per build, OMP_NUM_THREADS=1",
+        f"agents, one worker process per build unless the row says more, OMP_NUM_THREADS=1",
         f"- load before: `{load_before}`", f"- load after: `{_load()}`",
         f"- total wall {time.time() - started:.0f} s", "",
-        "| builder | rows | shards (rows each) | wall s | rows/s wall | CPU s | rows/CPU-s | tokens/row | peak RSS MiB |",
+        "| builder | rows | shards (rows each) | wall s | rows/s wall | CPU s | rows/CPU-s | tokens/row "
+        "| peak RSS MiB (largest process) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in runs:
