@@ -127,7 +127,8 @@ class Builder:
         self.cfg = load(FindingsConfig, preset, "findings")
         self.ladder_source = "given" if ladder else "preset"
         if ladder is None and self.cfg.calibrated_ladder:
-            ladder, self.ladder_source = calibrated_ladder(preset), self.cfg.calibrated_ladder
+            self.ladder_source = self.cfg.calibrated_ladder
+            ladder = calibrated_ladder(preset, self.ladder_source)
         # Pre-training corpora follow the preset's own ladder (what its base is trained on); a calibrated ladder,
         # measured on that base, moves only what comes after it: RL ranges, prompt pools and eval splits.
         self.design = load(Ladder, preset, "ladder")
@@ -433,9 +434,9 @@ def sizes(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None
 FINDINGS = {"finding1": finding1, "finding2": finding2, "finding3": finding3, "finding4": finding4, "sizes": sizes}
 
 
-def calibrated_ladder(preset: str) -> dict:
-    """The ladder file `findings.calibrated_ladder` names (relative to the preset file), as {split: {lo, hi}}."""
-    name = load(FindingsConfig, preset, "findings").calibrated_ladder
+def calibrated_ladder(preset: str, name: str) -> dict:
+    """The ladder file `name` (a preset's `findings.calibrated_ladder`, relative to the preset file), as
+    {split: {lo, hi}}."""
     path = preset_path(preset).parent / name
     ladder = load_ladder("", ladder_file=path)  # a missing or malformed file is a ConfigError naming it
     return {split: {"lo": lo, "hi": hi} for split, (lo, hi) in ladder.splits().items()}

@@ -66,7 +66,7 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
         amount, unit = step_work(step)
         seconds = expected_seconds(step, cfg.rates)
         twin = None if step.done(root) else step.finished_twin(root)
-        state = "done" if step.done(root) else f"done as {twin.name}" if twin else "to run"
+        state = f"done as {twin.name}" if twin else "done" if step.done(root) else "to run"
         expected[step.key] = seconds
         if state == "to run":
             total += seconds or 0.0
