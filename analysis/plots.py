@@ -155,10 +155,10 @@ def plot_exposure(results: pd.DataFrame, *, context: str, ks: Sequence[int] | No
 
 def plot_budget_split(results: pd.DataFrame, *, k: int = 1, splits: Sequence[str] = ("edge", "hard"),
                       metric: str = "pass@k_verified", out: str | Path | None = None) -> Figure:
-    """Paper Fig. 6: pass@k on the OOD splits against β, the RL share of a fixed compute budget.
+    """Paper Fig. 6: pass@k on the OOD splits for each split of a fixed compute budget, as grouped bars.
 
-    Needs columns `beta` (0 = all mid-training … 1 = all RL) and `budget` (total tokens); one line per
-    budget, coloured light to dark by size, since budgets are ordered, not categorical arms.
+    Needs columns `beta` (the RL share: 0 = all mid-training … 1 = all RL) and `budget` (total tokens). One
+    group of bars per budget, one bar per β, shaded light to dark as β grows (β is ordered, not categorical).
     """
     rows = _split_rows(results, metric)
     _require(rows, ["beta", "budget"], "plot_budget_split")
@@ -168,21 +168,26 @@ def plot_budget_split(results: pd.DataFrame, *, k: int = 1, splits: Sequence[str
         raise ValueError(f"no pass@{k} rows for splits {missing}")
     contexts = sorted(rows["context"].unique())
     budgets = sorted(rows["budget"].unique())
-    colours = dict(zip(budgets, sns.color_palette("crest", len(budgets))))
     betas = sorted(rows["beta"].unique())
+    rows = rows.assign(share=rows["beta"].map(_beta_label))
+    shares = [_beta_label(beta) for beta in betas]
+    colours = dict(zip(shares, sns.color_palette("crest", len(shares))))
+    budget_labels = [f"{budget / 1e9:g}B tokens" for budget in budgets]
     with _style():
         fig, axes = _new_figure(len(contexts), len(splits))
         for (r, context), (c, split) in _cells(contexts, splits):
             ax = axes[r, c]
             panel = rows[(rows["context"] == context) & (rows["split"] == split)]
-            for budget in budgets:
-                line = _unique(panel[panel["budget"] == budget], ["beta"]).sort_values("beta")
-                if not line.empty:
-                    _error_line(ax, line["beta"], line, colours[budget], f"{budget / 1e9:g}B tokens")
-            ax.set_xticks(betas)
-            ax.set(title=f"{split} · {context}", xlabel="RL share of compute budget β", ylim=(0, 105),
+            _grouped_bars(ax, panel, "budget", budgets, budget_labels, "share", shares, colours)
+            ax.set(title=f"{split} · {context}", xlabel="total compute budget", ylim=(0, 105),
                    ylabel=f"pass@{k}, {METRIC_LABELS[metric]} (%)")
         return _finish(fig, axes, out)
+
+
+def _beta_label(beta: float) -> str:
+    """β with the paper's names for its ends and extremes of RL share (Light-RL 0.2, Heavy-RL 0.8)."""
+    names = {0.0: "mid-training only", 0.2: "Light-RL", 0.8: "Heavy-RL", 1.0: "RL only"}
+    return f"β={beta:g}" + (f" ({names[beta]})" if beta in names else "")
 
 
 def plot_error_taxonomy(taxonomy: pd.DataFrame, *, by: str = "split", order: Sequence[str] | None = None,

@@ -146,11 +146,16 @@ def test_budget_split_figure(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["edge · zoo", "hard · zoo"]
     for ax in fig.axes:
         split = ax.get_title().split(" · ")[0]
-        assert [c.get_label() for c in ax.containers] == ["1.05B tokens", "5B tokens", "20B tokens"]
-        for container, budget in zip(ax.containers, budgets):
-            rows = split_rows(results, budget=budget, split=split, k=1).sort_values("beta")
-            np.testing.assert_allclose(np.asarray(container.lines[0].get_xdata(), dtype=float), betas)
-            np.testing.assert_allclose(container.lines[0].get_ydata(), 100 * rows["value"].to_numpy())
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1.05B tokens", "5B tokens", "20B tokens"]
+        bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
+        assert list(bars) == ["β=0 (mid-training only)", "β=0.2 (Light-RL)", "β=0.5", "β=0.8 (Heavy-RL)",
+                              "β=1 (RL only)"]
+        for container, beta in zip(bars.values(), betas):
+            rows = split_rows(results, beta=beta, split=split, k=1).sort_values("budget")
+            np.testing.assert_allclose([p.get_height() for p in container.patches], 100 * rows["value"].to_numpy())
+            (segments,) = container.errorbar.lines[2]
+            spans = [(seg[0][1], seg[1][1]) for seg in segments.get_segments()]
+            np.testing.assert_allclose(spans, 100 * rows[["ci_lo", "ci_hi"]].to_numpy())
 
 
 def test_reward_variants_figure(tmp_path):
