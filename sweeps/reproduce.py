@@ -37,11 +37,13 @@ from sweeps.runner import (
     StepRecord,
     duration,
     live_status,
+    ranks_of,
     run_sweep,
     state_path,
     status_table,
     stop_jobs_on_sigterm,
     summarize,
+    wall_estimate,
 )
 
 COMPUTE_TOLERANCE = 0.05  # realised compute of a finding-3 arm must lie within ±5 % of its plan
@@ -49,15 +51,25 @@ STATUS_EVERY_S = 60.0
 
 
 # ---- the plan --------------------------------------------------------------------------------------------------
+def plan_state(step: Step, root: Path) -> str:
+    """"done", "done as <twin>" (a finished step with its key under another label, which it will adopt) or
+    "to run"."""
+    if step.done(root):
+        return "done"
+    twin = step.finished_twin(root)
+    return f"done as {twin.name}" if twin else "to run"
+
+
 def settled(step: Step, root: Path) -> bool:
-    """Nothing left to compute: the step is done, or a finished twin (same key, another label) will be adopted."""
-    return step.done(root) or step.finished_twin(root) is not None
+    """Nothing left to compute: the step is done, or will adopt its finished twin."""
+    return plan_state(step, root) != "to run"
 
 
-def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple[str, dict[str, float | None]]:
+def plan_text(finding: Finding, preset: str, root: Path, parallel: int, cluster: str = "local",
+              resources: dict | None = None) -> tuple[str, dict[str, float | None]]:
     """The plan as printed, and each step's expected seconds (by key) for the live ETA."""
     cfg = load(FindingsConfig, preset, "findings")
-    expected, lines = {}, []
+    expected, lines, to_run = {}, [], set()
     total, unknown = 0.0, 0
     steps = finding.sweep().steps()
     width = max(len(s.label) for s in steps)
@@ -65,23 +77,23 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
     for i, step in enumerate(steps, 1):
         amount, unit = step_work(step)
         seconds = expected_seconds(step, cfg.rates)
-        twin = None if step.done(root) else step.finished_twin(root)
-        state = f"done as {twin.name}" if twin else "done" if step.done(root) else "to run"
+        state = plan_state(step, root)
         expected[step.key] = seconds
         if state == "to run":
+            to_run.add(step.key)
             total += seconds or 0.0
             unknown += seconds is None
         lines.append(f"{i:>3}  {step.label:<{width}}  {step.command:<8} {f'{amount:,.0f} {unit}':>18} "
                      f"{duration(seconds) if seconds is not None else '?':>9}  {state}")
-    todo = sum(not settled(s, root) for s in steps)
-    head = [f"{finding.name} at preset {preset}: {len(steps)} steps ({todo} to run), {len(finding.arms)} evaluated "
+    wall = plan_wall(steps, {k: expected[k] for k in to_run}, cluster, parallel, resources or {})
+    head = [f"{finding.name} at preset {preset}: {len(steps)} steps ({len(to_run)} to run), {len(finding.arms)} evaluated "
             f"arms, {len(finding.claims)} claims of the paper to judge.",
             "Op ladder: " + ", ".join(f"{name} {lo}–{hi}" for name, (lo, hi) in finding.ladder.items())
             + {"preset": " (the preset's `ladder:`)", "given": " (--ladder)"}.get(
                 finding.ladder_source, f" (measured on the base: {finding.ladder_source}, findings.calibrated_ladder)"),
             f"Expected CPU time of the steps to run: {duration(total)}"
             + (f" (+ {unknown} step(s) whose stage has no measured rate in {preset_path(preset).name})" if unknown else "")
-            + f"; with --parallel {parallel}: about {duration(total / parallel)} of wall time.",
+            + f"; {wall}.",
             f"Rates: {preset_path(preset)} `findings.rates`" + (f" ({cfg.rates.source})" if cfg.rates.source else "")
             + "; they are one job per core on that machine, so a loaded machine runs slower."]
     tail = [f"Logs: {root / 'logs'}/<stage>/<job id>_0_log.err (and .out); step outputs: {root}/<stage>/<label>-<key>.",
@@ -90,10 +102,22 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int) -> tuple
     return "\n".join(head + [""] + lines + [""] + tail), expected
 
 
+def plan_wall(steps: list[Step], to_run: dict[str, float | None], cluster: str, parallel: int,
+              resources: dict) -> str:
+    """The wall-time estimate of the steps to run (key -> expected CPU seconds), worded for where they run."""
+    left = {key: seconds for key, seconds in to_run.items() if seconds is not None}
+    ranks = {s.key: ranks_of(s, resources) for s in steps}
+    inputs = {s.key: [u.key for _, u in s.inputs] for s in steps}
+    if cluster == "slurm":
+        return (f"on SLURM: about {duration(wall_estimate(left, ranks, inputs, None))} of wall time if the cluster "
+                "starts every ready job at once (the longest chain of steps; queueing adds to it)")
+    return f"with --parallel {parallel}: about {duration(wall_estimate(left, ranks, inputs, parallel))} of wall time"
+
+
 class Ticker:
     """The live status: a line when a step starts or ends, and a summary with the ETA every `every` seconds."""
 
-    def __init__(self, name: str, parallel: int, every: float):
+    def __init__(self, name: str, parallel: int | None, every: float):
         self.name, self.parallel, self.every = name, parallel, every
         self.seen: dict[str, str] = {}
         self.last = 0.0
@@ -296,16 +320,17 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
     root = out / "runs"
     plans = {}
     for finding in findings:
-        text, expected = plan_text(finding, preset, root, parallel)
+        text, expected = plan_text(finding, preset, root, parallel, cluster, resources)
         plans[finding.name] = expected
         print(text + "\n", flush=True)
     if len(findings) > 1:  # findings share steps (one base under several findings): count each once
         union = {key: seconds for expected in plans.values() for key, seconds in expected.items()}
         todo = {s.key for f in findings for s in f.sweep().steps() if not settled(s, root)}
         total = sum(union[k] or 0.0 for k in todo)
+        distinct = list({s.key: s for f in findings for s in f.sweep().steps()}.values())
         print(f"All {len(findings)} findings: {len(union)} distinct steps ({len(todo)} to run), expected CPU time "
-              f"{duration(total)} (shared steps counted once); with --parallel {parallel}: about "
-              f"{duration(total / parallel)}.\n", flush=True)
+              f"{duration(total)} (shared steps counted once); "
+              f"{plan_wall(distinct, {k: union[k] for k in todo}, cluster, parallel, resources)}.\n", flush=True)
     if len(seeds) < 2:
         print(f"Note: one RL seed ({seeds[0]}): each claim's interval covers problems, not RL-seed variance; "
               "pass --seeds 0,1 (the default) or more to pool seeds.\n", flush=True)
@@ -316,7 +341,8 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
         started = time.time()
         print(f"{finding.name}: starting; a status line every {every:g} s", flush=True)
         records = run_sweep(finding.sweep(), root, cluster=cluster, resources=resources, parallel=parallel,
-                            expected=plans[finding.name], on_progress=Ticker(finding.name, parallel, every), every=every)
+                            expected=plans[finding.name], on_progress=Ticker(finding.name, None if cluster == "slurm" else parallel, every),
+                            every=every)
         failed = [r for r in records if r.status in ("failed", "blocked")]
         failed_total += len(failed)
         write_finding_report(finding, preset, out, cluster, seeds, started, argv)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -84,6 +84,8 @@ class StepRecord:
     total_steps: int | None = None  # training steps, for progress from metrics.jsonl
     started: float | None = None
     ended: float | None = None
+    inputs: list[str] = field(default_factory=list)  # keys of the steps it reads from, for the ETA's longest chain
+    ranks: int = 1  # processes it runs as: its wall time is its expected CPU time over this
 
     @classmethod
     def from_dict(cls, data: dict) -> "StepRecord":
@@ -125,7 +127,8 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
     expected = expected or {}
     records = {s.key: StepRecord(s.label, s.command, s.key, str(s.out_dir(root)),
                                  "skipped" if s.done(root) or s.adopt_twin(root) else "pending",
-                                 expected_s=expected.get(s.key), total_steps=total_steps(s))
+                                 expected_s=expected.get(s.key), total_steps=total_steps(s),
+                                 inputs=[u.key for _, u in s.inputs], ranks=ranks_of(s, resources))
                for s in sweep.steps()}
     _save(root, sweep, records, {"cluster": cluster, "parallel": parallel, "started": time.time()})
     if cluster == "slurm":
@@ -170,8 +173,8 @@ def _run_local(sweep, root, cluster, resources, parallel, records, on_progress=N
             for step in ready:
                 # `parallel` counts processes: a data-parallel stage takes one slot per rank (alone if it has more
                 # ranks than slots), so a 2-rank pre-training never shares 2 cores with another job.
-                busy = sum(_ranks(s, resources) for s, _ in running)
-                if running and busy + _ranks(step, resources) > parallel:
+                busy = sum(ranks_of(s, resources) for s, _ in running)
+                if running and busy + ranks_of(step, resources) > parallel:
                     break
                 # the local executor hands the parent's environment to its job
                 os.environ["LAB_THREADS"] = str(resources.get(step.command, StageResources()).cpus_per_task)
@@ -200,7 +203,7 @@ def _run_local(sweep, root, cluster, resources, parallel, records, on_progress=N
         raise
 
 
-def _ranks(step: Step, resources: dict[str, StageResources]) -> int:
+def ranks_of(step: Step, resources: dict[str, StageResources]) -> int:
     if not issubclass(STAGES[step.command].config_class(), Placement):
         return 1
     return resources.get(step.command, StageResources()).world_size
@@ -318,11 +321,14 @@ def _last_logged_step(path: Path) -> int | None:
     return None
 
 
-def summarize(records: list[StepRecord], parallel: int = 1, now: float | None = None, local: bool = False) -> str:
-    """One line: counts per status and an ETA from the expected times of what is left."""
+def summarize(records: list[StepRecord], parallel: int | None = 1, now: float | None = None,
+              local: bool = False) -> str:
+    """One line: counts per status and an ETA from the expected times of what is left (`parallel`: local job
+    slots; None on SLURM, see `wall_estimate`)."""
     now = now or time.time()
     counts: dict[str, int] = defaultdict(int)
-    left, unknown = 0.0, 0
+    left: dict[str, float] = {}
+    unknown = 0
     for record in records:
         status, progress = live_status(record, local)
         counts[status] += 1
@@ -333,17 +339,37 @@ def summarize(records: list[StepRecord], parallel: int = 1, now: float | None = 
             if status == "running":
                 elapsed = now - (record.started or now)
                 remaining = record.expected_s * (1 - progress) if progress is not None else record.expected_s - elapsed
-                left += max(remaining, 0.0)
+                left[record.key] = max(remaining, 0.0)
             else:
-                left += record.expected_s
+                left[record.key] = record.expected_s
     order = ("done", "skipped", "running", "queued", "stopped", "failed", "blocked")
     line = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
     if not counts["running"] and not counts["queued"]:
         return f"{line}; nothing left to run"
-    eta = f"ETA ~{duration(left / max(parallel, 1))}" if left or not unknown else "ETA unknown"
+    wall = wall_estimate(left, {r.key: r.ranks for r in records}, {r.key: r.inputs for r in records}, parallel)
+    eta = f"ETA ~{duration(wall)}" if left or not unknown else "ETA unknown"
     if unknown:
         eta += f" (+ {unknown} step(s) without a measured rate)"
     return f"{line}; {eta}"
+
+
+def wall_estimate(left: dict[str, float], ranks: dict[str, int], inputs: dict[str, list[str]],
+                  parallel: int | None) -> float:
+    """Seconds until the steps in `left` (key -> CPU seconds still to do) are done.
+
+    At least their longest chain of dependencies, a step's wall time being its CPU time over its ranks; locally
+    also at least their total CPU time over the `parallel` job slots. `parallel` None is SLURM, where the
+    cluster's free nodes, not a slot count, bound how many run at once: the chain alone, a lower bound."""
+    finish: dict[str, float] = {}
+
+    def chain(key: str) -> float:
+        if key not in finish:
+            before = [chain(up) for up in inputs.get(key, ()) if up in left]
+            finish[key] = left[key] / max(ranks.get(key, 1), 1) + max(before, default=0.0)
+        return finish[key]
+
+    longest = max((chain(key) for key in left), default=0.0)
+    return longest if parallel is None else max(longest, sum(left.values()) / parallel)
 
 
 def status_table(root: str | Path, name: str) -> str:
@@ -362,7 +388,7 @@ def status_table(root: str | Path, name: str) -> str:
                      f"{duration(r.expected_s):>8} {r.job_id or '-':<10} {where}")
         if r.error and status in ("failed", "blocked"):
             lines.append(f"{'':<28} {'':<9} error: {r.error}")
-    lines.append(summarize(records, state.get("parallel", 1), now, local))
+    lines.append(summarize(records, None if state.get("cluster") == "slurm" else state.get("parallel", 1), now, local))
     return "\n".join(lines)
 
 

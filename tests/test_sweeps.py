@@ -132,8 +132,14 @@ def test_live_status_reads_progress_and_eta_from_the_run_dir(tmp_path):
     unknown = StepRecord("eval", "eval", "k3", str(tmp_path / "absent2"), "pending")
     assert live_status(running) == ("running", pytest.approx(0.3))  # steps 0..2 logged of 10
     assert live_status(queued) == ("queued", None)
-    # 70 s left of the running step + 50 s queued, two at a time -> 60 s
-    assert summarize([running, queued], parallel=2, now=1010.0) == "1 running, 1 queued; ETA ~60s"
+    # 70 s left of the running step + 50 s queued: one at a time 120 s; two at a time the running step's 70 s
+    assert summarize([running, queued], parallel=1, now=1010.0) == "1 running, 1 queued; ETA ~2m"
+    assert summarize([running, queued], parallel=2, now=1010.0) == "1 running, 1 queued; ETA ~70s"
+    queued.inputs = ["k1"]  # it reads the running step's output: the chain is 70 + 50 s, however many slots
+    assert summarize([running, queued], parallel=2, now=1010.0).endswith("ETA ~2m")
+    assert summarize([running, queued], parallel=None, now=1010.0).endswith("ETA ~2m")  # SLURM: the chain
+    queued.inputs, running.ranks = [], 2  # a 2-rank step: 70 CPU-s left are 35 s of wall
+    assert summarize([running, queued], parallel=None, now=1010.0).endswith("ETA ~50s")
     assert "1 step(s) without a measured rate" in summarize([running, unknown], now=1010.0)
     (out / "summary.json").write_text("{}")
     assert live_status(running) == ("done", 1.0)
@@ -303,6 +309,18 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     expected = duration(tokens / rates.pretrain_tokens_per_s + rates.job_overhead_s)
     assert re.search(rf"base +pretrain +{tokens:,} tokens +{re.escape(expected)} ", text), expected
     assert "Expected CPU time of the steps to run" in text and "Logs:" in text and "lab sweep status" in text
+    # on SLURM the wall time is the longest chain: the base (its CPU time over its 2 ranks) and what follows it
+    assert main(["reproduce", "finding4", "--preset", "micro", "--out", str(out), "--cluster", "slurm",
+                 "--dry-run"]) == 0
+    wall = re.search(r"on SLURM: about (\S+) of wall time if the cluster starts every ready job at once",
+                     capsys.readouterr().out)
+    base_wall = (tokens / rates.pretrain_tokens_per_s + rates.job_overhead_s) / 2
+    assert wall and base_wall < _seconds(wall.group(1)) < 2 * base_wall
+
+
+def _seconds(shown: str) -> float:
+    """Seconds of a `duration` string (12s, 34m, 1.5h), to the precision it shows."""
+    return float(shown[:-1]) * {"s": 1, "m": 60, "h": 3600}[shown[-1]]
 
 
 def test_reproduce_finding3_smoke_end_to_end(tmp_path, capsys):
