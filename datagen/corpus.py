@@ -120,22 +120,32 @@ def row_plan(spec: CorpusSpec, split: str, rows: int) -> RowPlan:
 
 
 @functools.lru_cache(maxsize=4096)
-def fillable(graph: GraphConfig, n_groups: int, n_items: int, split: str, op: int) -> bool:
+def fillable(graph: GraphConfig, n_groups: int, n_items: int, split: str, op: int,
+             attempts: int = MAX_ATTEMPTS) -> bool:
     """Whether any reasoning graph of `op` falls in `split`'s bucket, by a fixed probe (so every worker
-    process reaches the same verdict). At op 2 only eight graphs exist, and all may hash to one split."""
-    for attempt in range(MAX_ATTEMPTS):
+    process reaches the same verdict). At op 2 only eight graphs exist, and all may hash to one split.
+    The probe draws the same problems in the same order whatever `attempts` is, so a shorter probe's True
+    implies the full one's."""
+    for attempt in range(attempts):
         problem = generate(op, random.Random(f"probe/{split}/{op}/{attempt}"), graph, n_groups, n_items)
         if split_of(problem.reasoning_hash()) == split:
             return True
     return False
 
 
+def has_graphs(spec: CorpusSpec, split: str, context: str, op: int, attempts: int = MAX_ATTEMPTS) -> bool:
+    """Whether `split` of a corpus like `spec` can hold (context, op) rows: some reasoning graph of `op` falls in
+    the split's hash bucket (False from a probe shorter than MAX_ATTEMPTS only means none was found)."""
+    ctx = load_context(context)
+    return fillable(spec.graph, len(ctx.groups), len(ctx.items), split, op, attempts)
+
+
 def make_sample(spec: CorpusSpec, split: str, index: int, context: str, op: int) -> dict | None:
     """Row `index` of `split`: the first attempt whose reasoning graph falls in the split's hash bucket; None
     when no graph of this op can (the row is left out rather than leaking a graph of another split)."""
-    ctx = load_context(context)
-    if not fillable(spec.graph, len(ctx.groups), len(ctx.items), split, op):
+    if not has_graphs(spec, split, context, op):
         return None
+    ctx = load_context(context)
     for attempt in range(MAX_ATTEMPTS):
         rng = random.Random(f"{spec.seed}/{split}/{index}/{attempt}")
         problem = generate(op, rng, spec.graph, len(ctx.groups), len(ctx.items))

@@ -37,7 +37,7 @@ import numpy as np
 from analysis.claims import Claim
 from analysis.config import EvalConfig, Ladder, load_ladder
 from core.config import ConfigError, build, load, preset_path, to_dict
-from datagen.corpus import make_sample
+from datagen.corpus import has_graphs, make_sample
 from datagen.spec import CorpusSpec
 from midtrain.config import MidtrainConfig
 from pretrain.config import PretrainConfig
@@ -56,6 +56,7 @@ REWARD_VARIANTS = {
     "strict": {"name": "strict"},
 }
 WIDTHS = (0.5, 1.0, 2.0)
+POOL_PROBE = 500  # draws to find a reasoning graph of an op in the RL split's bucket (~1 s where there is none)
 # Finding 1's headroom sweep: Δpass@128 of edge RL on (edge, hard) per share of op 8–10 in pre-training.
 PAPER_HEADROOM = {0.001: (29.0, 5.9), 0.05: (29.2, 10.4), 0.2: (16.6, 22.1), 0.333: (45.3, 18.0),
                   0.5: (42.0, 25.8)}
@@ -138,6 +139,7 @@ class Builder:
                                   self.ladder.splits().items()} if ladder else {})
         self.eval_cfg = load(EvalConfig, preset, "eval")
         self.rl_cfg = load(RLConfig, preset, "rl")
+        self.spec = load(CorpusSpec, preset, "datagen")
 
     # ---- data ------------------------------------------------------------------------------------------------
     def corpus(self, label: str, **overrides) -> Step:
@@ -147,10 +149,18 @@ class Builder:
         return self.corpus(label, ops=pretrain_ops(self.design, top_share))
 
     def pool(self, label: str, lo: int, hi: int, contexts: list[dict] | None = None, steps: int | None = None) -> Step:
-        """A prompt pool of distinct problems, one per prompt the RL run draws (steps × prompts per step)."""
+        """A prompt pool of distinct problems, one per prompt the RL run draws (steps × prompts per step), uniform
+        over the ops of lo..hi that the RL split can hold. At the smallest ops (op 2 and 3: eight and nine
+        reasoning graphs) no graph may fall in its hash bucket, and rows asked of them would be left out: the
+        pool would come up short and the RL run would draw prompts twice. An op is kept when a short probe finds
+        a graph of it in the bucket (the build's longer probe then finds it too), so the pool is always full."""
         rows = (steps or self.rl_cfg.steps) * self.rl_cfg.prompts_per_step
-        return self.corpus(f"pool-{label}", splits={"rl": rows}, ops=[{"lo": lo, "hi": hi}],
-                           contexts=contexts or [{"name": A, "share": 1.0}])
+        contexts = contexts or [{"name": A, "share": 1.0}]
+        ops = [op for op in range(lo, hi + 1)
+               if all(has_graphs(self.spec, "rl", c["name"], op, POOL_PROBE) for c in contexts)]
+        if not ops:
+            raise ConfigError(f"pool-{label}: no op of {lo}-{hi} has a reasoning graph in the RL split")
+        return self.corpus(f"pool-{label}", splits={"rl": rows}, ops=uniform_ranges(ops), contexts=contexts)
 
     def eval_corpus(self, contexts: tuple[str, ...] = (A,)) -> Step:
         lo, hi = self.ladder.ID.lo, self.ladder.hard.hi
@@ -189,6 +199,20 @@ class Builder:
 
     def ladder_dict(self) -> dict[str, tuple[int, int]]:
         return self.ladder.splits()
+
+
+def uniform_ranges(ops: list[int]) -> list[dict]:
+    """Op ranges (datagen `ops`) that weigh each of the sorted `ops` equally: one range per run of consecutive
+    ops, weighted by its length (a single range needs no weight)."""
+    runs = [[ops[0], ops[0]]]
+    for op in ops[1:]:
+        if op == runs[-1][1] + 1:
+            runs[-1][1] = op
+        else:
+            runs.append([op, op])
+    if len(runs) == 1:
+        return [{"lo": runs[0][0], "hi": runs[0][1]}]
+    return [{"lo": lo, "hi": hi, "weight": hi - lo + 1} for lo, hi in runs]
 
 
 def thirds(lo: int, hi: int) -> list[tuple[int, int]]:
@@ -275,7 +299,8 @@ def finding1(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = N
 def finding2(preset: str, seeds: tuple[int, ...] = (0,), ladder: dict | None = None) -> Finding:
     """Contextual transfer needs a seed: context A (zoo) on every op of the ladder (the paper's op 2–20), context
     B (teachers) only as atomic op-ID.lo problems at 0 / 0.1 / 1 / 10 % of rows; RL on 50 % A + 50 % B over
-    every op; both contexts evaluated.
+    every op the RL split holds (op 4–20 at micro: op 2 and 3 have no reasoning graph in its hash bucket, see
+    `Builder.pool`); both contexts evaluated.
 
     Presets: "op 2–20" is the preset ladder's ID.lo … hard.hi (2–20 at micro, as the paper) and "op 2" its ID.lo.
     Claims about "op 11–20" use the edge and hard splits of that ladder."""

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from core.config import load, parse_overrides
+from datagen.corpus import has_graphs
 from sweeps.plan import Step, Sweep
 from sweeps.runner import run_sweep, status_table
 from sweeps.reproduce import settled
@@ -199,15 +200,28 @@ def test_every_finding_builds_a_dag_for_every_preset(preset):
         assert [s.command for s in steps].count("eval") == len(finding.arms)
         assert all(arm.reference in labels for arm in finding.arms if arm.reference), name
         assert len({s.key for s in steps}) == len(steps)
-        for step in steps:  # every RL run draws each prompt of its pool at most once
+        for step in steps:  # every RL run draws each prompt of its pool at most once ...
             if step.command == "rl":
-                rl = spec(step)
-                assert spec(dict(step.inputs)["--data"]).splits["rl"] >= rl.steps * rl.prompts_per_step, step.label
+                rl, pool = spec(step), spec(dict(step.inputs)["--data"])
+                assert pool.splits["rl"] >= rl.steps * rl.prompts_per_step, step.label
+                for context in pool.contexts:  # ... and the pool is built in full: no op's rows are left out
+                    assert all(has_graphs(pool, "rl", context.name, op) for op in pool.op_weights(context)), step.label
         groups = {group_of(label) for label in labels}
         for claim in finding.claims:  # every claim compares arms the finding runs
             assert {claim.arm, claim.reference} <= groups, (name, claim.id)
             assert set(claim.splits) <= {"ID", "edge", "hard"}
         assert len({c.id for c in finding.claims}) == len(finding.claims)
+
+
+def test_uniform_ranges_weigh_every_op_alike():
+    from datagen.spec import CorpusSpec
+    from sweeps.findings import uniform_ranges
+
+    assert uniform_ranges([4, 5, 6]) == [{"lo": 4, "hi": 6}]
+    ranges = uniform_ranges([2, 4, 5, 6, 9])
+    assert ranges == [{"lo": 2, "hi": 2, "weight": 1}, {"lo": 4, "hi": 6, "weight": 3}, {"lo": 9, "hi": 9, "weight": 1}]
+    corpus = load(CorpusSpec, "micro", "datagen", {"ops": ranges})
+    assert corpus.op_weights(corpus.contexts[0]) == pytest.approx({op: 0.2 for op in (2, 4, 5, 6, 9)})
 
 
 def spec(step):
@@ -232,6 +246,10 @@ def test_findings_are_wired_as_the_paper_ran_them():
     assert [(r.lo, r.hi) for r in teachers.ops] == [(2, 2)]  # B only atomic
     assert spec(pool).splits == {"rl": rl.steps * rl.prompts_per_step}  # each prompt drawn once
     assert {c.name: c.share for c in spec(pool).contexts} == {"zoo": 0.5, "teachers": 0.5}
+    # RL over every op of the ladder, but op 2 and 3 have no reasoning graph in the RL split's hash bucket (their
+    # rows would be left out and the pool come up short), so the pool is uniform over op 4-20
+    assert [(r.lo, r.hi) for r in spec(pool).ops] == [(4, 20)]
+    assert not any(has_graphs(spec(pool), "rl", "zoo", op) for op in (2, 3))
 
     f1 = finding1("paper", seeds=(0, 1))  # micro skips the headroom sweep (an hour-long base per share)
     shares = sorted({dict(a.design)["top_share_pct"] for a in f1.arms})
