@@ -509,3 +509,36 @@ def test_pretraining_seeds_repeat_every_base_and_pool_into_claim_groups(tmp_path
     base_p1 = dict(labels["rl-strict-p1-s0"].eval.inputs)["--model"]
     assert spec(dict(base_p1.inputs)["--init"]).seed == 1
     assert sum(group_of(label) == "rl-strict" for label in labels) == 4  # 2 pre-training x 2 RL seeds
+
+
+def test_finding1_report_draws_the_headroom_sweep(tmp_path, monkeypatch):
+    """The headroom sweep (paper scale: five shares of op 8-10 in pre-training, then RL on the edge) gets its own
+    figure: pass@k of each base and its edge RL against the share, one point per share."""
+    from analysis.evaldir import Evaluation
+    from analysis.tables import results_table
+    from sweeps.findings import finding1
+    from sweeps.reproduce import finding_section
+    from tests.test_plots import synthetic_samples
+
+    finding = finding1("paper", seeds=(0,))
+    # skill grows with the share of op 8-10, and edge RL adds to it
+    skills = {arm.label: 6.0 + 0.02 * dict(arm.design).get("top_share_pct", 0.0) + 1.5 * ("rl-edge" in arm.label)
+              for arm in finding.arms}
+    samples = synthetic_samples(skills, n_problems=3, n_samples=4).assign(mode="sampled")
+    evals = {}
+    for label in skills:
+        mine = samples[samples["checkpoint"] == label]
+        evals[label] = Evaluation(tmp_path / label, mine, results_table(mine, finding.ladder, n_boot=50),
+                                  pd.DataFrame(), {"checkpoint": label, "request": {"ladder": finding.ladder}})
+    from analysis import plots
+
+    drawn = []  # what the real figure function is given, to check the points it draws
+    real = plots.plot_exposure
+    monkeypatch.setattr(plots, "plot_exposure", lambda table, **kw: drawn.append((table, kw)) or real(table, **kw))
+    parts = finding_section(finding, evals, tmp_path, seed=0)
+    assert any(p.startswith("![headroom](finding1_headroom.png)") for p in parts), parts
+    assert (tmp_path / "finding1_headroom.png").stat().st_size > 5000
+    table, kw = next((t, kw) for t, kw in drawn if kw["out"].name == "finding1_headroom")
+    assert kw["xlabel"] == "share of op 8–10 in pre-training (%)"
+    for arm in ("base", "RL edge"):  # one point per share for each base and its edge RL
+        assert sorted(table.loc[table["arm"] == arm, "exposure_pct"].unique()) == [0.1, 5.0, 20.0, 33.3, 50.0]
