@@ -24,11 +24,12 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import shutil
+import signal
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,13 +320,23 @@ def write_shards(spec: CorpusSpec, tokenizer_dir: str, jobs: list[ShardJob], pro
             results.append(write_shard(spec, tokenizer_dir, job))
             bar.update(len(job.plan))
     else:
-        with ProcessPoolExecutor(spec.workers) as pool:
-            futures = [pool.submit(write_shard, spec, tokenizer_dir, job) for job in jobs]
-            for job, future in zip(jobs, futures):
-                results.append(future.result())
+        # A Pool, not a ProcessPoolExecutor: leaving the `with` terminates the workers, so an interrupted build
+        # (Ctrl-C, a cancelled job) stops at once instead of finishing every queued shard first.
+        with multiprocessing.Pool(spec.workers, initializer=_default_sigterm) as pool:
+            for job, result in zip(jobs, pool.imap(_write_shard_args, [(spec, tokenizer_dir, job) for job in jobs])):
+                results.append(result)
                 bar.update(len(job.plan))
     bar.close()
     return results
+
+
+def _write_shard_args(args: tuple) -> dict:
+    return write_shard(*args)
+
+
+def _default_sigterm() -> None:
+    """Workers forked from a submitit job inherit its handler that ignores SIGTERM; let SIGTERM end them."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _distinct_graphs(jobs: list[ShardJob]) -> dict[str, dict[int, int] | dict[str, int]]:
