@@ -144,8 +144,13 @@ def run_sweep(sweep: Sweep, root: str | Path, cluster: Cluster = "local",
 
 def stop_jobs_on_sigterm() -> None:
     """Make SIGTERM (a scheduler, `kill`) unwind like Ctrl-C, so the runner cancels its local jobs on the way out
-    instead of leaving them to race a rerun; the process exits with 143."""
+    instead of leaving them to race a rerun; the process exits with 143.
+
+    submitit cancels a local job with SIGINT. A runner started in the background (`nohup … &`, a non-interactive
+    shell) inherits SIGINT ignored, and its jobs would too, so cancelling them would do nothing: SIGINT gets
+    Python's default handler back here, and the jobs started after this inherit a SIGINT that works."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _executor(root: Path, cluster: Cluster, command: str, resources: dict[str, StageResources]):

@@ -426,16 +426,20 @@ def test_sigterm_stops_local_jobs_and_rerun_finishes(tmp_path, stage):
 
     out = tmp_path / "stopped"
     command = [sys.executable, "-c", STOPPABLE, str(out), stage]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # started as `nohup … &` starts it: with SIGINT ignored, the signal submitit cancels local jobs with
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.time() + 300  # job start-up alone takes a minute or more on a loaded 2-core machine
     while not list((out / stage).glob("*long*/**/*.parquet" if stage == "datagen" else "long*")):  # job running
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
-    time.sleep(3)
-    alive = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
-    assert [pid for pid in alive if int(pid) != os.getpid()] == []
+    deadline = time.time() + 5  # submitit's local controller kills a job that ignores SIGINT after 1 s
+    while (alive := [pid for pid in subprocess.run(["pgrep", "-f", str(out)], capture_output=True,
+                                                   text=True).stdout.split() if int(pid) != os.getpid()]):
+        assert time.time() < deadline, f"processes still running after the sweep was stopped: {alive}"
+        time.sleep(0.2)
     assert "stopped" in status_table(out, "stop")  # its process is gone: a rerun resumes it
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
