@@ -172,7 +172,8 @@ def plot_budget_split(results: pd.DataFrame, *, k: int = 1, splits: Sequence[str
     rows = rows.assign(share=rows["beta"].map(_beta_label))
     shares = [_beta_label(beta) for beta in betas]
     colours = dict(zip(shares, sns.color_palette("crest", len(shares))))
-    budget_labels = [f"{budget / 1e9:g}B tokens" for budget in budgets]
+    budget_labels = [f"{budget / 1e9:.3g}B tokens" if budget >= 1e9 else f"{budget / 1e6:.3g}M tokens"
+                     for budget in budgets]
     with _style():
         fig, axes = _new_figure(len(contexts), len(splits))
         for (r, context), (c, split) in _cells(contexts, splits):

@@ -136,7 +136,7 @@ def test_exposure_figure(tmp_path):
 
 
 def test_budget_split_figure(tmp_path):
-    budgets, betas = [1.05e9, 5e9, 20e9], [0.0, 0.2, 0.5, 0.8, 1.0]
+    budgets, betas = [5.04e6, 1.05e9, 20e9], [0.0, 0.2, 0.5, 0.8, 1.0]
     skills = {f"T{b:g}-beta{beta}": 4 + np.log10(b / 1e9) + 2 * beta * (1 - beta) for b in budgets for beta in betas}
     manifest = pd.DataFrame([dict(checkpoint=f"T{b:g}-beta{beta}", budget=b, beta=beta)
                              for b in budgets for beta in betas])
@@ -146,7 +146,7 @@ def test_budget_split_figure(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["edge · zoo", "hard · zoo"]
     for ax in fig.axes:
         split = ax.get_title().split(" · ")[0]
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["1.05B tokens", "5B tokens", "20B tokens"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["5.04M tokens", "1.05B tokens", "20B tokens"]
         bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
         assert list(bars) == ["β=0 (mid-training only)", "β=0.2 (Light-RL)", "β=0.5", "β=0.8 (Heavy-RL)",
                               "β=1 (RL only)"]
