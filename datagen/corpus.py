@@ -144,9 +144,9 @@ def has_graphs(spec: CorpusSpec, split: str, context: str, op: int, attempts: in
 def make_sample(spec: CorpusSpec, split: str, index: int, context: str, op: int) -> dict | None:
     """Row `index` of `split`: the first attempt whose reasoning graph falls in the split's hash bucket; None
     when no graph of this op can (the row is left out rather than leaking a graph of another split)."""
-    if not has_graphs(spec, split, context, op):
+    ctx = load_context(context)  # once per row: it resolves and stats the context's file
+    if not fillable(spec.graph, len(ctx.groups), len(ctx.items), split, op):
         return None
-    ctx = load_context(context)
     for attempt in range(MAX_ATTEMPTS):
         rng = random.Random(f"{spec.seed}/{split}/{index}/{attempt}")
         problem = generate(op, rng, spec.graph, len(ctx.groups), len(ctx.items))

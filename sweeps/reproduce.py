@@ -60,14 +60,10 @@ def plan_state(step: Step, root: Path) -> str:
     return f"done as {twin.name}" if twin else "to run"
 
 
-def settled(step: Step, root: Path) -> bool:
-    """Nothing left to compute: the step is done, or will adopt its finished twin."""
-    return plan_state(step, root) != "to run"
-
-
 def plan_text(finding: Finding, preset: str, root: Path, parallel: int, cluster: str = "local",
-              resources: dict | None = None) -> tuple[str, dict[str, float | None]]:
-    """The plan as printed, and each step's expected seconds (by key) for the live ETA."""
+              resources: dict | None = None) -> tuple[str, dict[str, float | None], set[str]]:
+    """The plan as printed, each step's expected seconds (by key) for the live ETA, and the keys of the steps it
+    will run (neither done nor adopting a finished twin)."""
     cfg = load(FindingsConfig, preset, "findings")
     expected, lines, to_run = {}, [], set()
     total, unknown = 0.0, 0
@@ -99,7 +95,7 @@ def plan_text(finding: Finding, preset: str, root: Path, parallel: int, cluster:
     tail = [f"Logs: {root / 'logs'}/<stage>/<job id>_0_log.err (and .out); step outputs: {root}/<stage>/<label>-<key>.",
             f"State: {state_path(root, finding.name)}; `lab sweep status --out {root.parent}` shows it from another "
             "shell, live or after the fact."]
-    return "\n".join(head + [""] + lines + [""] + tail), expected
+    return "\n".join(head + [""] + lines + [""] + tail), expected, to_run
 
 
 def plan_wall(steps: list[Step], to_run: dict[str, float | None], cluster: str, parallel: int,
@@ -318,14 +314,14 @@ def reproduce(name: str, preset: str, out: Path, cluster: str, seeds: tuple[int,
     names = list(FINDINGS) if name == "all" else [name]
     findings = [FINDINGS[n](preset, seeds, ladder) for n in names]  # every config error before any work
     root = out / "runs"
-    plans = {}
+    plans, todo = {}, set()
     for finding in findings:
-        text, expected = plan_text(finding, preset, root, parallel, cluster, resources)
+        text, expected, to_run = plan_text(finding, preset, root, parallel, cluster, resources)
         plans[finding.name] = expected
+        todo |= to_run
         print(text + "\n", flush=True)
     if len(findings) > 1:  # findings share steps (one base under several findings): count each once
         union = {key: seconds for expected in plans.values() for key, seconds in expected.items()}
-        todo = {s.key for f in findings for s in f.sweep().steps() if not settled(s, root)}
         total = sum(union[k] or 0.0 for k in todo)
         distinct = list({s.key: s for f in findings for s in f.sweep().steps()}.values())
         print(f"All {len(findings)} findings: {len(union)} distinct steps ({len(todo)} to run), expected CPU time "

@@ -11,7 +11,7 @@ from core.config import load, parse_overrides
 from datagen.corpus import has_graphs
 from sweeps.plan import Step, Sweep
 from sweeps.runner import run_sweep, status_table
-from sweeps.reproduce import settled
+from sweeps.reproduce import plan_state
 from sweeps.stages import STAGES
 
 TINY = {"splits": {"train": 120, "val": 10}, "shard_rows": 100}
@@ -152,8 +152,9 @@ def test_a_step_named_twice_runs_once(tmp_path):
     assert [r.status for r in run_sweep(Sweep("a", [first]), tmp_path)] == ["done"]
     twin = corpus("twin")
     assert twin.key == first.key and twin.out_dir(tmp_path) != first.out_dir(tmp_path)
-    assert twin.finished_twin(tmp_path) == first.out_dir(tmp_path) and settled(twin, tmp_path)  # the plan says so
-    assert not settled(corpus("other", seed=3), tmp_path)
+    assert twin.finished_twin(tmp_path) == first.out_dir(tmp_path)
+    assert plan_state(twin, tmp_path) == f"done as {first.out_dir(tmp_path).name}"  # the plan says so
+    assert plan_state(corpus("other", seed=3), tmp_path) == "to run"
     records = run_sweep(Sweep("b", [twin]), tmp_path)
     assert [r.status for r in records] == ["skipped"]
     assert twin.out_dir(tmp_path).resolve() == first.out_dir(tmp_path).resolve() and twin.done(tmp_path)
