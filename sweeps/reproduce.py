@@ -156,7 +156,8 @@ def finding_section(finding: Finding, evals: dict, out: Path, seed: int) -> list
         elif finding.figure == "budget_split":
             plots.plot_budget_split(first_seed.dropna(subset=["beta"]), out=figure)
         elif finding.figure == "reward_variants":
-            plots.plot_reward_variants(first_seed, out=figure)
+            variants = list(dict.fromkeys(dict(arm.design)["variant"] for arm in arms))  # base, then the paper's
+            plots.plot_reward_variants(first_seed, order=variants, out=figure)
         else:
             plots.plot_split_bars(first_seed, order=[a.label for a in arms if a.label in set(first_seed["checkpoint"])],
                                   out=figure)

@@ -551,3 +551,27 @@ def test_finding1_report_draws_the_headroom_sweep(tmp_path, monkeypatch):
     assert kw["xlabel"] == "share of op 8–10 in pre-training (%)"
     for arm in ("base", "RL edge"):  # one point per share for each base and its edge RL
         assert sorted(table.loc[table["arm"] == arm, "exposure_pct"].unique()) == [0.1, 5.0, 20.0, 33.3, 50.0]
+
+
+def test_finding4_report_draws_the_variants_in_the_findings_order(tmp_path, monkeypatch):
+    """The reward-variant bars follow the finding (base, outcome, then the process rewards), not the alphabet."""
+    from analysis import plots
+    from analysis.evaldir import Evaluation
+    from analysis.tables import results_table
+    from sweeps.findings import finding4
+    from sweeps.reproduce import finding_section
+    from tests.test_plots import synthetic_samples
+
+    finding = finding4("smoke", seeds=(0,))
+    samples = synthetic_samples({arm.label: 6.0 for arm in finding.arms}, n_problems=3, n_samples=4)
+    evals = {}
+    for arm in finding.arms:
+        mine = samples[samples["checkpoint"] == arm.label].assign(mode="sampled")
+        evals[arm.label] = Evaluation(tmp_path / arm.label, mine, results_table(mine, finding.ladder, n_boot=50),
+                                      pd.DataFrame(), {"checkpoint": arm.label, "request": {"ladder": finding.ladder}})
+    drawn = []
+    real = plots.plot_reward_variants
+    monkeypatch.setattr(plots, "plot_reward_variants", lambda table, **kw: drawn.append(kw) or real(table, **kw))
+    parts = finding_section(finding, evals, tmp_path, seed=0)
+    assert any(p.startswith("![reward_variants](finding4_reward_variants.png)") for p in parts), parts
+    assert drawn[0]["order"] == ["base", "outcome", "alpha0.2", "alpha0.5", "strict"]
