@@ -2,8 +2,10 @@
 
 The Lightning side is the real thing (`pretrain.recipe.Recipe`: streaming DataModule, logger, throughput and
 checkpoint callbacks, progress off); the bare loop trains an identically initialised model with the same
-optimizer, schedule, clipping and loss on the same batches, pre-collated in memory, and nothing else. Both run in
-one process with the same thread count; each is timed from the end of its `--warmup`-th step to its last step,
+optimizer, schedule, clipping, loss, precision and compilation on the same batches, pre-collated in memory, and
+nothing else. When the preset trains in bf16 or compiled, a third row runs the Lightning pipeline in fp32 without
+compilation, so the gain of those two settings on this machine is measured beside them. All run in one process
+with the same thread count; each is timed from the end of its `--warmup`-th step to its last step,
 and the best of `--repeats` is kept because noise on a shared machine only ever adds time. Peak RSS is reset
 (/proc/self/clear_refs) before each measurement; on a GPU, peak allocated memory and MFU are reported too.
 
@@ -17,6 +19,7 @@ import argparse
 import contextlib
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -29,7 +32,7 @@ from pretrain.config import PretrainConfig
 from pretrain.data import PackedData
 from pretrain.model import build_model
 from pretrain.module import CausalLM, token_losses
-from pretrain.recipe import Recipe
+from pretrain.recipe import Recipe, resolve_precision
 
 
 def reset_peak_rss() -> None:
@@ -64,7 +67,7 @@ def lightning_run(cfg: PretrainConfig, data: Path) -> list[float]:
     return clock.times
 
 
-def bare_run(cfg: PretrainConfig, data: Path, batches: list[dict]) -> list[float]:
+def bare_run(cfg: PretrainConfig, data: Path, batches: list[dict], precision: str) -> list[float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(data / "tokenizer")
     model = build_model(cfg.model, tokenizer, cfg.seed).to(device).train()
@@ -72,7 +75,7 @@ def bare_run(cfg: PretrainConfig, data: Path, batches: list[dict]) -> list[float
         model.compile()
     opt_config = CausalLM(model, cfg).configure_optimizers()
     optimizer, scheduler = opt_config["optimizer"], opt_config["lr_scheduler"]["scheduler"]
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16-mixed"
                 else contextlib.nullcontext())
     times, it = [], iter(batches)
     for _ in range(cfg.steps):
@@ -119,14 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(PretrainConfig, args.preset, "pretrain", {"eval_every": 0, **parse_overrides(rest)})
     cfg.tokens = args.steps * cfg.tokens_per_step
     cfg.checkpoint_every = args.steps + 1  # the final checkpoint falls after the timed window
-    cfg.compile = cfg.compile and torch.cuda.is_available()
 
     tokenizer = load_tokenizer(args.data / "tokenizer")
     stream = PackedData(args.data, tokenizer, cfg).stream(0)
     batches = list(torch.utils.data.DataLoader(stream, batch_size=cfg.batch_size))
 
-    runs = {"bare PyTorch": lambda: bare_run(cfg, args.data, batches),
+    precision = resolve_precision(cfg.precision)
+    if precision not in ("bf16-mixed", "32-true"):
+        parser.error(f"the bare loop reproduces bf16-mixed and 32-true only, not precision {precision}")
+    runs = {"bare PyTorch": lambda: bare_run(cfg, args.data, batches, precision),
             "Lightning pipeline": lambda: lightning_run(cfg, args.data)}
+    if precision != "32-true" or cfg.compile:
+        baseline = replace(cfg, precision="32-true", compile=False)
+        runs["Lightning fp32 eager"] = lambda: lightning_run(baseline, args.data)
     best: dict[str, dict] = {}
     for _ in range(args.repeats):
         for name, fn in runs.items():
@@ -140,18 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     peak = get_available_flops(device, torch.bfloat16) if device.type == "cuda" else None
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"preset {args.preset}: {params / 1e6:.2f}M params, {cfg.batch_size}x{cfg.accumulate}x{cfg.seq_len} "
-          f"= {cfg.tokens_per_step} tokens/step, {args.steps} steps ({args.warmup} untimed), best of "
-          f"{args.repeats}, {where}")
-    header = f"{'pipeline':<20} {'tokens/s':>10} {'step ms':>9} {'peak RSS MiB':>13}"
+          f"= {cfg.tokens_per_step} tokens/step, {precision}, compile {cfg.compile}, {args.steps} steps "
+          f"({args.warmup} untimed), best of {args.repeats}, {where}")
+    header = f"{'pipeline':<21} {'tokens/s':>10} {'step ms':>9} {'peak RSS MiB':>13}"
     header += f" {'peak CUDA MiB':>14} {'MFU':>6}" if peak else ""
     print(header)
     for name, r in best.items():
-        line = f"{name:<20} {r['tokens_per_s']:>10,.0f} {r['step_ms']:>9.1f} {r['rss_mib']:>13,.0f}"
+        line = f"{name:<21} {r['tokens_per_s']:>10,.0f} {r['step_ms']:>9.1f} {r['rss_mib']:>13,.0f}"
         if peak:
             line += f" {r['cuda_mib']:>14,.0f} {6 * params * r['tokens_per_s'] / peak:>6.1%}"
         print(line)
     ratio = best["Lightning pipeline"]["tokens_per_s"] / best["bare PyTorch"]["tokens_per_s"]
     print(f"Lightning / bare = {ratio:.3f} (target >= 0.9)")
+    if "Lightning fp32 eager" in best:
+        gain = best["Lightning pipeline"]["tokens_per_s"] / best["Lightning fp32 eager"]["tokens_per_s"]
+        print(f"{precision}, compile {cfg.compile} / fp32 eager = {gain:.2f}x")
     return 0
 
 

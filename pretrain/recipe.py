@@ -51,6 +51,19 @@ warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that en
 warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
 
 
+def resolve_precision(precision: str) -> str:
+    """Lightning's precision for a config's: "auto" is bf16-mixed on a GPU and fp32 on a CPU (so runs and pinned
+    test losses on a CPU do not depend on its instruction set). bf16 asked for on a CPU without native bf16
+    matrix units (AMX or AVX512-BF16) still runs, but emulated, so it warns: there fp32 is likely faster."""
+    if precision == "auto":
+        return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    if (precision.startswith("bf16") and not torch.cuda.is_available()
+            and not (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())):
+        warnings.warn(f"precision {precision}: this CPU has no native bf16 (AMX or AVX512-BF16), so bf16 is "
+                      f"emulated and likely slower than fp32; pass --precision 32-true to train in fp32")
+    return precision
+
+
 class Recipe:
     def __init__(self, stage: str, cfg: TrainConfig, data: str | Path, out: str | Path,
                  init: str | Path | None = None, progress: bool = True):
@@ -97,10 +110,10 @@ class Recipe:
         self.trainer = self._trainer()
 
     def _trainer(self) -> L.Trainer:
-        cfg, cuda = self.cfg, torch.cuda.is_available()
-        if cuda:
+        cfg = self.cfg
+        if torch.cuda.is_available():
             torch.set_float32_matmul_precision("high")
-        precision = ("bf16-mixed" if cuda else "32-true") if cfg.precision == "auto" else cfg.precision
+        precision = resolve_precision(cfg.precision)
         callbacks = [
             ModelCheckpoint(dirpath=self.ckpt.parent, every_n_train_steps=cfg.checkpoint_every, save_top_k=0,
                             save_last=True, enable_version_counter=False),

@@ -39,6 +39,7 @@ from core.rundir import (
 from datagen.corpus import corpus_id, corpus_tokenizer, read_manifest, verify_shards
 from pretrain.metrics import JsonlLogger
 from pretrain.model import load_init, model_dir_of
+from pretrain.recipe import resolve_precision
 from rl.config import RLConfig
 from rl.data import PromptPool
 from rl.module import GRPO
@@ -98,10 +99,9 @@ class RLRecipe:
                      StopOnNonFinite(), self.stopwatch]
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=1))
-        cuda = torch.cuda.is_available()
-        precision = ("bf16-mixed" if cuda else "32-true") if self.cfg.precision == "auto" else self.cfg.precision
         self.trainer = L.Trainer(
-            **self.cfg.trainer_args(), precision=precision, max_epochs=1, max_steps=-1, use_distributed_sampler=False,
+            **self.cfg.trainer_args(), precision=resolve_precision(self.cfg.precision), max_epochs=1, max_steps=-1,
+            use_distributed_sampler=False,
             logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=self.cfg.log_every,
             callbacks=callbacks, enable_progress_bar=self.progress, enable_model_summary=False,
             enable_checkpointing=False,  # CheckpointEvery keeps the one resumable state; no default epoch ckpt

@@ -31,3 +31,22 @@ def test_training_precision_is_the_configured_one(precision, expected, tmp_path)
     recipe.setup()
     assert recipe.trainer.precision == expected  # on this CPU: auto means fp32
     assert recipe.trainer.strategy.root_device.type == "cpu"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns_and_still_runs_it(native, monkeypatch):
+    import warnings
+
+    import torch
+
+    from pretrain.recipe import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16-mixed") == "bf16-mixed"
+        assert resolve_precision("auto") == "32-true"  # auto never picks bf16 on a CPU, native or not
+    emulated = [w for w in caught if "no native bf16" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
+    assert not emulated or "--precision 32-true" in str(emulated[0].message)
