@@ -183,8 +183,12 @@ class Builder:
     def midtrain(self, label: str, data: Step, init: Step, **overrides) -> Step:
         return Step.make("midtrain", label, self.preset, overrides, inputs={"--data": data, "--init": init})
 
-    def rl(self, label: str, pool: Step, init: Step, seed: int, **overrides) -> Step:
-        return Step.make("rl", label, self.preset, {"seed": seed, **overrides}, inputs={"--data": pool, "--init": init})
+    def rl(self, label: str, pool: Step, init: Step, seed: int, reward: dict = REWARD_VARIANTS["outcome"],
+           **overrides) -> Step:
+        # The paper's RL arms train on the outcome reward unless a finding varies it (finding 4), whatever reward a
+        # preset gives standalone `lab rl` runs (micro's is strict: results/micro_recipe.md, round 8).
+        return Step.make("rl", label, self.preset, {"seed": seed, "reward": reward, **overrides},
+                         inputs={"--data": pool, "--init": init})
 
     def evaluate(self, label: str, model: Step, data: Step) -> Step:
         return Step.make("eval", f"eval-{label}", self.preset, dict(self.ladder_overrides),

@@ -266,6 +266,11 @@ def test_findings_are_wired_as_the_paper_ran_them():
         if model.command == "rl":
             assert spec(model).edge_filter.enabled  # each size RL'd at its own measured edge
 
+    # The paper's RL arms use the outcome reward even where the preset's standalone RL uses another (micro: strict).
+    assert rl.reward.name == "strict"
+    rl_steps = [dict(a.eval.inputs)["--model"] for a in f1.arms + finding1("micro").arms + f2.arms]
+    assert {spec(step).reward.name for step in rl_steps if step.command == "rl"} == {"outcome"}
+
 
 def test_finding3_arms_split_one_budget():
     from midtrain.config import MidtrainConfig
