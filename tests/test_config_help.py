@@ -47,8 +47,8 @@ def test_help_lists_every_field(stage, capsys):
 
 
 @pytest.mark.parametrize("stage, lines", [
-    ("pretrain", ["  --model.layers int = 4", "  --lr float = 0.003", "  --loss {all,solution} = solution",
-                  "  --batch_size int = 16\n      sequences per micro-batch", "  --eval_data str | null = null"]),
+    ("pretrain", ["  --model.layers int = 6", "  --lr float = 0.003", "  --loss {all,solution} = solution",
+                  "  --batch_size int = 32\n      sequences per micro-batch", "  --eval_data str | null = null"]),
     ("rl", ["  --reward.alpha float = 0.5\n      mixed: alpha * outcome + (1 - alpha) * process"]),
     ("eval", ["  --ladder.edge.lo int = 11", "  --ladder.hard.hi int = 20"]),
     ("datagen", ["  --rendering {natural,compact,compact-inline} = compact-inline", "  --graph.modulus int | null = null"]),
