@@ -268,7 +268,9 @@ def test_findings_are_wired_as_the_paper_ran_them():
 
     # The paper's RL arms use the outcome reward even where the preset's standalone RL uses another (micro: strict).
     assert rl.reward.name == "strict"
-    rl_steps = [dict(a.eval.inputs)["--model"] for a in f1.arms + finding1("micro").arms + f2.arms]
+    from sweeps.findings import finding3
+    arms = f1.arms + finding1("micro").arms + f2.arms + finding3("micro").arms
+    rl_steps = [dict(a.eval.inputs)["--model"] for a in arms]
     assert {spec(step).reward.name for step in rl_steps if step.command == "rl"} == {"outcome"}
 
 
