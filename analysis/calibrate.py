@@ -12,7 +12,9 @@ DIR/eval), and assigns each op from per-op numbers pooled over contexts (problem
 
 K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops that fit no rule (between the
 splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
-answer-only pass@K beside its chance level, DIR/calibration.png/.pdf draws it; DIR/ladder.yaml (a `ladder:` section,
+answer-only pass@K beside its chance level, then pass@1 by op and necessary quantities (op = quantities + arithmetic
+operations, and each quantity is one solution step, so at one op the problems with fewer operations are longer: the
+table says whether the frontier follows op or the number of steps), DIR/calibration.png/.pdf draws it; DIR/ladder.yaml (a `ladder:` section,
 loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits exist. Else the
 table says which is missing and the command exits 1: a base without a frontier is a finding, not a ladder.
 """
@@ -79,6 +81,33 @@ def per_op_table(samples: pd.DataFrame, k: int, n_boot: int = 2000, seed: int = 
                      f"pass@{k}": passk, f"pass@{k}_lo": lok, f"pass@{k}_hi": hik,
                      f"pass@{k}_answer": float(block[("pass@k_answer", k)].mean())})
     return pd.DataFrame(rows).sort_values("op", ignore_index=True)
+
+
+def by_quantities_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Verified pass@1 and problem count per (op, necessary quantities = op - arithmetic operations), problems pooled
+    over contexts and weighing equally."""
+    sampled = samples[samples["mode"] == "sampled"]
+    per_problem = sampled.groupby(["context", "op", "problem_id"]).agg(
+        pass1=("verified", "mean"), arith_ops=("arith_ops", "first")).reset_index()
+    per_problem["quantities"] = per_problem["op"] - per_problem["arith_ops"]
+    return (per_problem.groupby(["op", "quantities"]).agg(problems=("pass1", "size"), pass1=("pass1", "mean"))
+            .reset_index())
+
+
+def render_by_quantities(table: pd.DataFrame) -> str:
+    """The op x quantities grid as markdown, each cell `pass@1 (problems)`, with a pooled row over all ops."""
+    columns = sorted(table["quantities"].unique())
+    pooled = table.assign(hits=table["pass1"] * table["problems"]).groupby("quantities")[["hits", "problems"]].sum()
+    lines = ["## Verified pass@1 by necessary quantities", "",
+             "op = necessary quantities + arithmetic operations; each quantity is one solution step. "
+             "Cells: pass@1 (problems).", "",
+             "| op | " + " | ".join(f"{q} quantities" for q in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    cells = {(r["op"], r["quantities"]): f"{r['pass1']:.2f} ({r['problems']})" for r in table.to_dict("records")}
+    for op in sorted(table["op"].unique()):
+        lines.append(f"| {op} | " + " | ".join(cells.get((op, q), "") for q in columns) + " |")
+    lines.append("| all | " + " | ".join(f"{pooled.at[q, 'hits'] / pooled.at[q, 'problems']:.2f} "
+                                         f"({pooled.at[q, 'problems']})" for q in columns) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def assign(table: pd.DataFrame, k: int, rules: Rules) -> dict[str, tuple[int, int] | None]:
@@ -182,7 +211,8 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     table = per_op_table(evaluation.samples, k, n_boot=cfg.n_boot, seed=cfg.seed)
     splits = assign(table, k, rules)
     chance = chance_pass_at_k(read_manifest(data)["spec"]["graph"].get("modulus"), k)
-    (out / TABLE_FILE).write_text(render(table, splits, k, rules, chance, str(model)))
+    (out / TABLE_FILE).write_text(render(table, splits, k, rules, chance, str(model)) + "\n"
+                                  + render_by_quantities(by_quantities_table(evaluation.samples)))
     plot_calibration(table, splits, k, rules, f"{evaluation.checkpoint}: measured ladder (T={cfg.temperature})",
                      out / FIGURE)
     ladder_path = out / LADDER_FILE

@@ -6,7 +6,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from analysis.calibrate import Rules, assign, chance_pass_at_k, main, per_op_table, plot_calibration, write_ladder
+from analysis.calibrate import (Rules, assign, by_quantities_table, chance_pass_at_k, main, per_op_table,
+                                plot_calibration, render_by_quantities, write_ladder)
 from analysis.config import Ladder, Span, load_eval_config, load_ladder
 from core.config import ConfigError
 
@@ -41,6 +42,20 @@ def test_per_op_numbers_pool_contexts_with_problems_weighing_equally():
     assert table.at[3, "pass@2"] == pytest.approx(0.5) and table.at[3, "greedy"] == 0.0
     # answer-only counts sample 0 of every problem as right: pass@2 of op 2 is then 1 - C(3,2)/C(4,2) or more
     assert table.at[2, "pass@2_answer"] >= 0.5
+
+
+def test_pass_at_1_by_necessary_quantities_is_op_minus_arithmetic_operations():
+    verified = {("zoo", 5, "a"): [True, True, False, False], ("teachers", 5, "b"): [True] * 4,
+                ("zoo", 5, "c"): [False] * 4, ("zoo", 6, "d"): [True, False, False, False]}
+    samples = samples_frame(verified, {key: False for key in verified})
+    samples["arith_ops"] = samples["problem_id"].map({"a": 2, "b": 2, "c": 1, "d": 2})
+    table = by_quantities_table(samples).set_index(["op", "quantities"])
+    assert table.index.tolist() == [(5, 3), (5, 4), (6, 4)]  # a, b: 5 - 2; c: 5 - 1; d: 6 - 2
+    assert table.at[(5, 3), "problems"] == 2 and table.at[(5, 3), "pass1"] == pytest.approx((0.5 + 1.0) / 2)
+    assert table.at[(5, 4), "pass1"] == 0.0 and table.at[(6, 4), "pass1"] == pytest.approx(0.25)
+    text = render_by_quantities(table.reset_index())
+    assert "| 5 | 0.75 (2) | 0.00 (1) |" in text and "| 6 |  | 0.25 (1) |" in text
+    assert "| all | 0.75 (2) | 0.12 (2) |" in text  # 4 quantities pooled: (0 + 0.25) / 2
 
 
 def table_of(rows: list[tuple[int, float, float, float]], k: int = 8) -> pd.DataFrame:
@@ -106,7 +121,8 @@ def test_calibrating_a_base_without_a_frontier(smoke_base, tmp_path, capsys):
     assert main(args) == 1  # a 30-step smoke model solves nothing greedily: no ID, so no ladder
     assert "the base has no ID" in capsys.readouterr().err
     assert not (tmp_path / "cal" / "ladder.yaml").exists() and (tmp_path / "cal" / "calibration.png").exists()
-    table = (tmp_path / "cal" / "calibration.md").read_text()
+    table, by_quantities = (tmp_path / "cal" / "calibration.md").read_text().split("## Verified pass@1 by necessary")
+    assert "| all |" in by_quantities
     corpus_ops = range(2, 7)  # the smoke corpus has op 2-6; the preset's guess reaches 8
     assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "op" not in line
             and "---" not in line] == [str(op) for op in corpus_ops]
