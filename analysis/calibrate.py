@@ -14,9 +14,10 @@ K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops
 splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
 answer-only pass@K beside its chance level, then pass@1 by op and necessary quantities (op = quantities + arithmetic
 operations, and each quantity is one solution step, so at one op the problems with fewer operations are longer: the
-table says whether the frontier follows op or the number of steps), DIR/calibration.png/.pdf draws it; DIR/ladder.yaml (a `ladder:` section,
-loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits exist. Else the
-table says which is missing and the command exits 1: a base without a frontier is a finding, not a ladder.
+table says whether the frontier follows op or the number of steps). DIR/calibration.png/.pdf draws the per-op table;
+DIR/ladder.yaml (a `ladder:` section, loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written
+only when all three splits exist. Else the table says which is missing and the command exits 1: a base without a
+frontier is a finding, not a ladder.
 """
 
 from __future__ import annotations

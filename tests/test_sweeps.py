@@ -233,7 +233,7 @@ def spec(step):
 
 def test_findings_are_wired_as_the_paper_ran_them():
     from rl.config import RLConfig
-    from sweeps.findings import finding1, finding2, sizes
+    from sweeps.findings import finding1, finding2, finding3, sizes
 
     rl = load(RLConfig, "micro", "rl")
     f2 = finding2("micro")
@@ -268,7 +268,6 @@ def test_findings_are_wired_as_the_paper_ran_them():
 
     # The paper's RL arms use the outcome reward even where the preset's standalone RL uses another (micro: strict).
     assert rl.reward.name == "strict"
-    from sweeps.findings import finding3
     arms = f1.arms + finding1("micro").arms + f2.arms + finding3("micro").arms
     rl_steps = [dict(a.eval.inputs)["--model"] for a in arms]
     assert {spec(step).reward.name for step in rl_steps if step.command == "rl"} == {"outcome"}
