@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from transformers.utils import logging as hf_logging
 
@@ -36,9 +36,10 @@ class StopOnNonFinite(Callback):
     """Stop a run at the first non-finite loss, gradient or weight, before a checkpoint or the model can record it.
 
     An infinite learning rate otherwise trains "successfully" to NaN weights and exits 0. Gradients are checked
-    before each optimizer step, and the loss and weights after each batch; Lightning runs ModelCheckpoint's hooks
-    after every other callback's, so the last checkpoint on disk is always the last finite state. (The precisions
-    offered here have no fp16 loss scaler, whose skipped inf-gradient steps would be legitimate.)"""
+    before each optimizer step, and the loss and weights after each batch; Lightning runs a Checkpoint's hooks
+    (CheckpointEvery's) after every other callback's, so the last checkpoint on disk is always the last finite
+    state. (The precisions offered here have no fp16 loss scaler, whose skipped inf-gradient steps would be
+    legitimate.)"""
 
     def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer) -> None:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
@@ -86,6 +87,47 @@ class Stopwatch(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.before = state["wall_s"]
+
+
+class CheckpointEvery(Checkpoint):
+    """Save last.ckpt every `every` steps, and swap it in atomically once that step's metrics are on disk.
+
+    Lightning logs a step's metrics after every on_train_batch_end hook, and ModelCheckpoint writes last.ckpt in
+    place inside that hook: a SIGKILL between the two leaves a checkpoint one step ahead of metrics.jsonl (the
+    resumed run never logs that step) and a SIGKILL during the write leaves a torn last.ckpt. So the state is
+    saved at the same point as ModelCheckpoint's (Lightning resumes it the same way) but to a temporary file,
+    which replaces last.ckpt when the next step starts, training ends or it fails. A kill before then resumes
+    from the previous checkpoint and logs the steps since again; `read_metrics` keeps their last values. As a
+    `Checkpoint`, Lightning runs its hooks after StopOnNonFinite's, so a non-finite state is never saved.
+    `step_of` reads the step counter (the optimizer step by default; RL counts its own steps); no checkpoint is
+    kept at `total`, where the run saves its model and removes the checkpoints."""
+
+    def __init__(self, path: Path, every: int, total: int, step_of=lambda trainer, module: trainer.global_step):
+        self.path, self.every, self.total, self.step_of = path, every, total, step_of
+        self.pending = path.with_name(f".{path.name}.tmp")
+        self.saved = False  # the pending file is a complete save of this process (not one torn by an earlier kill)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *_) -> None:
+        if trainer.fit_loop._should_accumulate():  # mid-step (see CheckpointOnSigterm on this private call)
+            return
+        step = self.step_of(trainer, module)
+        if step % self.every == 0 and step < self.total:
+            trainer.save_checkpoint(self.pending)
+            self.saved = True
+
+    def _promote(self, trainer: L.Trainer) -> None:
+        if self.saved and trainer.is_global_zero:
+            os.replace(self.pending, self.path)
+        self.saved = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, *_) -> None:
+        self._promote(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, *_) -> None:
+        self._promote(trainer)
+
+    def on_exception(self, trainer: L.Trainer, *_) -> None:
+        self._promote(trainer)
 
 
 class CheckpointOnSigterm(Callback):

@@ -22,13 +22,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor, TQDMProgressBar
 
 from core.config import to_dict
 from core.lock import exclusive
 from core.parallel import set_threads, without_placement
 from core.provenance import provenance
 from core.rundir import (
+    CheckpointEvery,
     CheckpointOnSigterm,
     InputError,
     StopOnNonFinite,
@@ -115,8 +116,7 @@ class Recipe:
             torch.set_float32_matmul_precision("high")
         precision = resolve_precision(cfg.precision)
         callbacks = [
-            ModelCheckpoint(dirpath=self.ckpt.parent, every_n_train_steps=cfg.checkpoint_every, save_top_k=0,
-                            save_last=True, enable_version_counter=False),
+            CheckpointEvery(self.ckpt, cfg.checkpoint_every, cfg.steps),
             CheckpointOnSigterm(self.ckpt),
             StopOnNonFinite(),
             LearningRateMonitor(logging_interval="step"),

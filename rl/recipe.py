@@ -20,7 +20,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import IterableDataset
 
 from core.config import to_dict
@@ -28,6 +28,7 @@ from core.lock import exclusive
 from core.parallel import set_threads, without_placement
 from core.provenance import provenance
 from core.rundir import (
+    CheckpointEvery,
     CheckpointOnSigterm,
     InputError,
     StopOnNonFinite,
@@ -50,15 +51,6 @@ class _Steps(IterableDataset):
 
     def __iter__(self):
         return itertools.count()
-
-
-class CheckpointEvery(Callback):
-    def __init__(self, path: Path, every: int):
-        self.path, self.every = path, every
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: GRPO, *_) -> None:
-        if module.rl_step % self.every == 0 and module.rl_step < module.cfg.steps:
-            trainer.save_checkpoint(self.path)
 
 
 class RLRecipe:
@@ -95,7 +87,9 @@ class RLRecipe:
             write_json(self.out / "config.json", self.record)
         self.module = GRPO(policy, reference, self.tokenizer, pool, self.cfg, self.out)
         self.stopwatch = Stopwatch()
-        callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every), CheckpointOnSigterm(self.ckpt),
+        callbacks = [CheckpointEvery(self.ckpt, self.cfg.checkpoint_every, self.cfg.steps,
+                                     step_of=lambda trainer, module: module.rl_step),
+                     CheckpointOnSigterm(self.ckpt),
                      StopOnNonFinite(), self.stopwatch]
         if self.progress:
             callbacks.append(TQDMProgressBar(refresh_rate=1))
@@ -104,7 +98,6 @@ class RLRecipe:
             use_distributed_sampler=False,
             logger=JsonlLogger(self.out / "metrics.jsonl"), log_every_n_steps=self.cfg.log_every,
             callbacks=callbacks, enable_progress_bar=self.progress, enable_model_summary=False,
-            enable_checkpointing=False,  # CheckpointEvery keeps the one resumable state; no default epoch ckpt
             limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=self.out)
 
     def train(self) -> None:

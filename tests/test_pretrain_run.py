@@ -174,6 +174,9 @@ def test_killed_and_rerun_equals_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists()
+    # A checkpoint is never ahead of the metrics: every step before the one it resumes at is already logged.
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert set(range(killed_at)) <= set(read_metrics(out)["train/loss"].dropna().index)
     # 2. Resume; SIGTERM once it has written another checkpoint: it checkpoints at the next step and exits 143.
     proc = subprocess.Popen(_command(out, steps), cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     first = last.stat().st_mtime_ns
