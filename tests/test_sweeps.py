@@ -266,11 +266,13 @@ def test_findings_are_wired_as_the_paper_ran_them():
         if model.command == "rl":
             assert spec(model).edge_filter.enabled  # each size RL'd at its own measured edge
 
-    # The paper's RL arms use the outcome reward even where the preset's standalone RL uses another (micro: strict).
-    assert rl.reward.name == "strict"
+    # The paper's RL arms use the outcome reward even where the preset's standalone RL uses another (micro: strict
+    # after a dense process-reward phase): an arm's reward replaces the preset's whole, schedule included.
+    assert (rl.reward.name, rl.reward.dense) == ("strict", "process")
     arms = f1.arms + finding1("micro").arms + f2.arms + finding3("micro").arms
     rl_steps = [dict(a.eval.inputs)["--model"] for a in arms]
-    assert {spec(step).reward.name for step in rl_steps if step.command == "rl"} == {"outcome"}
+    assert {(spec(step).reward.name, spec(step).reward.dense) for step in rl_steps if step.command == "rl"} == {
+        ("outcome", None)}
 
 
 def test_finding3_arms_split_one_budget():
