@@ -140,10 +140,17 @@ class CheckpointOnSigterm(Callback):
     The handler only records the signal (and passes it on to the ranks Lightning's launcher started): Lightning's
     own handler runs a broadcast inside the signal handler, which in a DDP run deadlocks against the collective
     the interrupted rank was in. The ranks then decide together at the step boundary (any rank signalled: all
-    stop), so they all reach the collective save at the same step."""
+    stop), so they all reach the collective save at the same step.
+
+    As CheckpointEvery's, the save goes to a temporary file that replaces last.ckpt only once the step's metrics
+    are flushed. SLURM follows SIGTERM with SIGKILL after KillWait, and that kill may land during the save:
+    Lightning writes through an fsspec transaction whose temp file lives in the system temp directory, so on a
+    cluster (node-local /tmp, shared run directory) moving it into place is a copy, and killed mid-copy it would
+    tear last.ckpt. Saved beside it and swapped in with os.replace, the previous last.ckpt stays whole."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.pending = path.with_name(f".{path.name}.sigterm.tmp")
         self.signalled = False
 
     def on_train_start(self, trainer: L.Trainer, *_) -> None:
@@ -161,7 +168,7 @@ class CheckpointOnSigterm(Callback):
         if trainer.fit_loop._should_accumulate():
             return
         if trainer.strategy.reduce_boolean_decision(self.signalled or trainer.received_sigterm, all=False):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.pending)
             # Lightning writes this step's metrics only after the on_train_batch_end hooks, and the resumed run
             # starts at the next step: flush them now or the step is missing from metrics.jsonl for good.
             # Lightning 2.6 has no public way to do this (logging the metrics by hand would skip its step
@@ -170,6 +177,8 @@ class CheckpointOnSigterm(Callback):
             # test_killed_and_rerun_equals_uninterrupted (which logs every step) fails if a step goes missing.
             trainer._logger_connector.on_batch_end()
             trainer._logger_connector.update_train_step_metrics()
+            if trainer.is_global_zero:
+                os.replace(self.pending, self.path)
             raise SIGTERMException()
 
 

@@ -199,3 +199,37 @@ def test_killed_and_rerun_equals_uninterrupted(tmp_path):
     assert list(got_loss.index) == list(ref_loss.index)
     torch.testing.assert_close(torch.tensor(got_loss.values), torch.tensor(ref_loss.values), rtol=1e-4, atol=1e-5)
     assert json.loads((out / "summary.json").read_text())["tokens"] == steps * tiny_config(steps).tokens_per_step
+
+
+class _Killed(BaseException):
+    """What the fault injection raises in place of the SIGKILL that would end the process mid-write."""
+
+
+def test_a_kill_during_the_sigterm_save_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
+    """SLURM sends SIGKILL KillWait seconds after SIGTERM, possibly while the SIGTERM checkpoint is being written
+    (Lightning's fsspec save moves a temp file into place, a copy when the run directory is on another file
+    system). That write must not be to last.ckpt: the previous checkpoint has to stay loadable."""
+    from lightning.fabric.plugins.io import torch_io
+
+    saves = []
+    real_save = torch_io._atomic_save
+
+    def faulty_save(checkpoint, path):
+        saves.append(Path(path))
+        if len(saves) == 1:  # CheckpointEvery's step-10 save: whole; SIGTERM arrives during the next step
+            real_save(checkpoint, path)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        Path(path).write_bytes(b"torn: half a checkpoint")  # the SIGTERM save, killed mid-copy
+        raise _Killed()
+
+    monkeypatch.setattr(torch_io, "_atomic_save", faulty_save)
+    out = tmp_path / "run"
+    with pytest.raises(_Killed):
+        main(_command(out, 40)[4:])
+    assert len(saves) == 2
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 10
+    monkeypatch.setattr(torch_io, "_atomic_save", real_save)
+    assert main(_command(out, 40)[4:]) == 0  # and the run resumes from it to the end
+    assert (out / "summary.json").exists()
