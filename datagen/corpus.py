@@ -113,10 +113,17 @@ class RowPlan:
 
 
 def row_plan(spec: CorpusSpec, split: str, rows: int) -> RowPlan:
-    """The (context, op) of every row of a split: exact cell counts, in a seeded shuffled order."""
+    """The (context, op) of every row of a split: exact cell counts, in a seeded shuffled order, or with
+    `spec.curriculum` > 0 sorted by a seeded key that lets each op enter at its curriculum fraction."""
     counts = allocate(spec.cell_weights(), rows)
     cell_ids = np.repeat(np.arange(len(counts), dtype=np.int16), list(counts.values()))
-    order = np.random.default_rng([spec.seed, SPLITS.index(split)]).permutation(len(cell_ids))
+    rng = np.random.default_rng([spec.seed, SPLITS.index(split)])
+    if spec.curriculum:
+        ops = sorted({op for _, op in counts})
+        entry = np.array([spec.curriculum * ops.index(op) / len(ops) for _, op in counts])[cell_ids]
+        order = np.argsort(entry + (1 - entry) * rng.random(len(cell_ids)), kind="stable")
+    else:
+        order = rng.permutation(len(cell_ids))
     return RowPlan(tuple(counts), cell_ids[order])
 
 

@@ -57,6 +57,12 @@ class CorpusSpec:
     train_tokens: int | None = None
     rendering: Literal["natural", "compact", "compact-inline"] = "natural"
     graph: GraphConfig = field(default_factory=GraphConfig)
+    # An op curriculum: 0 writes every split in a seeded shuffled order (the paper's). c in (0, 1] sorts rows by
+    # a seeded key, uniform on [c * r / n, 1] for the op of rank r of n (0 = the easiest): ops enter easiest first,
+    # the mixture is unchanged, easy ops never leave, and the top op is densest at the end. Positions run ahead of
+    # keys (easy rows fill the start): with the micro mixture, c = 1 lets the top op in at 61 % of the split and
+    # c = 0.5 at 21 %. Pre-training reads such a corpus's shards in order (pretrain/data.py).
+    curriculum: float = 0.0
     seed: int = 0
     shard_rows: int = 50_000
     workers: int = 1  # processes building shards; the bytes do not depend on it, so it is no part of `identity`
@@ -87,6 +93,8 @@ class CorpusSpec:
                 raise ConfigError(f"{where}.splits.{split}: row count must be >= 0, got {rows}")
         if self.train_tokens is not None and self.train_tokens <= 0:
             raise ConfigError(f"{where}.train_tokens: must be > 0, got {self.train_tokens}")
+        if not 0 <= self.curriculum <= 1:
+            raise ConfigError(f"{where}.curriculum: must be in [0, 1], got {self.curriculum}")
         if self.shard_rows < 1:
             raise ConfigError(f"{where}.shard_rows: must be >= 1")
         if self.workers < 1:
@@ -94,8 +102,9 @@ class CorpusSpec:
 
     def identity(self) -> dict:
         """The spec as plain data, less what the corpus's bytes do not depend on: a manifest records this, and a
-        rebuild with another worker count is the same corpus."""
-        return {k: v for k, v in to_dict(self).items() if k != "workers"}
+        rebuild with another worker count is the same corpus. `curriculum` is left out at its default, so corpora
+        built before it existed keep their identity."""
+        return {k: v for k, v in to_dict(self).items() if k != "workers" and not (k == "curriculum" and v == 0)}
 
     def op_weights(self, context: ContextShare) -> dict[int, float]:
         """Normalised probability of each op for one context."""

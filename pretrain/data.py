@@ -10,6 +10,8 @@ Shaped by four requirements:
   never a target, so nothing is predicted across a boundary either. A document longer than a row is truncated.
 - *Deterministic and resumable mid-epoch.* Sequence k of the stream is a pure function of (corpus, seed, k):
   the shard order is permuted per epoch and the rows of each block per (epoch, shard, block), all seeded.
+  A curriculum corpus (datagen `curriculum` > 0) keeps its shards in the order written, every epoch: its order
+  is the point, and shuffling rows within a block (4,096 rows by default) leaves it intact.
   A resumed run starts the stream at `global_step × sequences per step`, so nothing about the data needs
   saving in a checkpoint, and fast-forwarding reads only `n_tokens` columns.
 - *Worker-count independent.* With N DataLoader workers, worker w builds batches w, w+N, ... and the DataLoader
@@ -75,6 +77,7 @@ class PackedStream(IterableDataset):
             raise ValueError(f"start {start} must be a multiple of batch_size x world = {batch_size * world}")
         self.corpus = Path(corpus)
         self.shards = split_shards(self.corpus, split)
+        self.curriculum = read_manifest(self.corpus)["spec"].get("curriculum", 0) > 0
         self.tokenizer = tokenizer
         self.seq_len, self.batch_size, self.seed, self.block_rows = seq_len, batch_size, seed, block_rows
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
@@ -94,6 +97,10 @@ class PackedStream(IterableDataset):
             plans.append((order, pack(lengths[order] + 1, self.seq_len)))
         return plans
 
+    def epoch_sequences(self) -> int:
+        """Sequences in the first epoch of the whole stream (all ranks); later epochs pack within a few rows of it."""
+        return sum(len(starts) - 1 for shard in range(len(self.shards)) for _, starts in self._plans(0, shard))
+
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -106,7 +113,9 @@ class PackedStream(IterableDataset):
 
         k = 0  # stream index of the current block's first sequence
         for epoch in itertools.count():
-            for shard in np.random.default_rng([self.seed, epoch]).permutation(len(self.shards)).tolist():
+            shards = range(len(self.shards)) if self.curriculum else \
+                np.random.default_rng([self.seed, epoch]).permutation(len(self.shards)).tolist()
+            for shard in shards:
                 plans = self._plans(epoch, shard)
                 n = sum(len(starts) - 1 for _, starts in plans)
                 if any(mine(j) for j in range(max(k, self.start), min(k + n, self.stop))):

@@ -107,6 +107,12 @@ class Recipe:
             write_json(self.out / "config.json", self.record)
         self.module = CausalLM(model, self.cfg)
         self.datamodule = PackedData(self.data, self.tokenizer, self.cfg)
+        if manifest["spec"].get("curriculum"):
+            sequences = self.cfg.steps * self.cfg.batch_size * self.cfg.accumulate
+            epochs = sequences / self.datamodule.stream(0).epoch_sequences()
+            if abs(epochs - 1) > 0.05:
+                warnings.warn(f"{self.data}: a curriculum corpus is meant to be read once, and this run reads "
+                              f"{epochs:.2f} epochs of it (its hardest ops come last; size its train split to the budget)")
         self.stopwatch = Stopwatch()
         self.trainer = self._trainer()
 

@@ -1,6 +1,7 @@
 """Packed streaming data: packing, document boundaries, determinism, resumption, worker independence."""
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -83,6 +84,26 @@ def test_epochs_reshuffle():
     per_epoch = sum(len(starts) - 1 for s in range(len(ds.shards)) for _, starts in ds._plans(0, s))
     rows = as_array(stream(stop=2 * per_epoch))
     assert not (rows[:per_epoch] == rows[per_epoch:]).all()
+
+
+def test_a_curriculum_corpus_is_read_in_the_order_written_every_epoch():
+    data = corpus("curriculum")
+    tokenizer = load_tokenizer(data / "tokenizer")
+    ds = PackedStream(data, tokenizer, split="train", seq_len=256, batch_size=4, seed=0, start=0, stop=1)
+    per_epoch = ds.epoch_sequences()
+    rows = list(PackedStream(data, tokenizer, split="train", seq_len=256, batch_size=4, seed=0, start=0,
+                             stop=2 * per_epoch))
+    shard_of = {tuple(ids): i for i, path in enumerate(ds.shards) for ids in tokenizer(
+        pq.read_table(path, columns=["text"]).column(0).to_pylist(), add_special_tokens=False)["input_ids"]}
+
+    def shards_in(row):
+        ids = row["input_ids"].tolist()
+        ends = [i for i, t in enumerate(ids) if t == tokenizer.eos_token_id]
+        return {shard_of[tuple(ids[a + 1 if a else 0:b])] for a, b in zip([0] + ends, ends)}
+
+    # A seeded shuffle of 4 shards would start both epochs with shard 0 and end the first with shard 3 1 time in 48.
+    assert len(ds.shards) == 4
+    assert shards_in(rows[0]) == {0} and shards_in(rows[per_epoch - 1]) == {3} and shards_in(rows[per_epoch]) == {0}
 
 
 def test_batches_do_not_depend_on_the_number_of_workers():

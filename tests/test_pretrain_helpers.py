@@ -20,8 +20,10 @@ from pretrain.config import PretrainConfig
 _ROOT = Path(tempfile.mkdtemp(prefix="pretrain-tests-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
-# "pre": the smoke preset's corpus; "mid": another mixture (harder ops, other seed) for mid-training.
-CORPORA = {"pre": {}, "mid": {"seed": 1, "ops": [{"lo": 5, "hi": 8}], "splits": {"train": 150, "val": 20}}}
+# "pre": the smoke preset's corpus; "mid": another mixture (harder ops, other seed) for mid-training;
+# "curriculum": the smoke corpus in op-curriculum order, in four shards.
+CORPORA = {"pre": {}, "mid": {"seed": 1, "ops": [{"lo": 5, "hi": 8}], "splits": {"train": 150, "val": 20}},
+           "curriculum": {"curriculum": 0.5, "shard_rows": 100}}
 
 # ~0.3M parameters (mostly the embedding); a step takes tens of milliseconds on one core.
 TINY = ["--model.layers", "2", "--model.hidden", "32", "--model.ffn", "64", "--model.heads", "2",

@@ -121,6 +121,13 @@ def test_solution_only_loss(tmp_path):
     assert final is not None and final != metrics["train/loss"].iloc[-1]
 
 
+def test_a_run_that_does_not_read_a_curriculum_corpus_once_warns(tmp_path):
+    # 4 steps of 2 sequences against ~98 sequences in the corpus's epoch: its hardest ops would never be seen.
+    with pytest.warns(UserWarning, match=r"curriculum corpus is meant to be read once, and this run reads 0\.08 "):
+        assert main(["--data", str(corpus("curriculum")), "--out", str(tmp_path / "run"), "--quiet", *TINY,
+                     "--tokens", "2048"]) == 0
+
+
 @pytest.mark.parametrize("case, message", [
     ("no corpus", "manifest.json: missing"),
     ("corrupt shard", "checksum mismatch"),
