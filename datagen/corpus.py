@@ -114,7 +114,7 @@ class RowPlan:
 
 def row_plan(spec: CorpusSpec, split: str, rows: int) -> RowPlan:
     """The (context, op) of every row of a split: exact cell counts, in a seeded shuffled order, or with
-    `spec.curriculum` > 0 sorted by a seeded key that lets each op enter at its curriculum fraction."""
+    `spec.curriculum` > 0 sorted by a seeded key, uniform on [curriculum x the op's rank / ops, 1] (see CorpusSpec)."""
     counts = allocate(spec.cell_weights(), rows)
     cell_ids = np.repeat(np.arange(len(counts), dtype=np.int16), list(counts.values()))
     rng = np.random.default_rng([spec.seed, SPLITS.index(split)])
