@@ -57,8 +57,9 @@ def pack(lengths: np.ndarray, seq_len: int) -> list[int]:
     return starts
 
 
-def split_shards(corpus: Path, split: str) -> list[Path]:
-    shards = [corpus / s["file"] for s in read_manifest(corpus)["shards"] if s["split"] == split and s["rows"]]
+def split_shards(corpus: Path, split: str, manifest: dict | None = None) -> list[Path]:
+    manifest = manifest or read_manifest(corpus)
+    shards = [corpus / s["file"] for s in manifest["shards"] if s["split"] == split and s["rows"]]
     if not shards:
         raise InputError(f"{corpus}: no rows in split {split!r}")
     return shards
@@ -76,8 +77,9 @@ class PackedStream(IterableDataset):
         if start % (batch_size * world):
             raise ValueError(f"start {start} must be a multiple of batch_size x world = {batch_size * world}")
         self.corpus = Path(corpus)
-        self.shards = split_shards(self.corpus, split)
-        self.curriculum = read_manifest(self.corpus)["spec"].get("curriculum", 0) > 0
+        manifest = read_manifest(self.corpus)
+        self.shards = split_shards(self.corpus, split, manifest)
+        self.curriculum = manifest["spec"].get("curriculum", 0) > 0
         self.tokenizer = tokenizer
         self.seq_len, self.batch_size, self.seed, self.block_rows = seq_len, batch_size, seed, block_rows
         self.start, self.stop, self.rank, self.world = start, stop, rank, world

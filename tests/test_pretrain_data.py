@@ -80,8 +80,7 @@ def test_a_resumed_stream_continues_exactly():
 
 
 def test_epochs_reshuffle():
-    ds = stream(stop=10_000)
-    per_epoch = sum(len(starts) - 1 for s in range(len(ds.shards)) for _, starts in ds._plans(0, s))
+    per_epoch = stream(stop=10_000).epoch_sequences()
     rows = as_array(stream(stop=2 * per_epoch))
     assert not (rows[:per_epoch] == rows[per_epoch:]).all()
 
