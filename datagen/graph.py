@@ -90,6 +90,12 @@ class GraphConfig:
     const_ops: tuple[str, ...] = ("+", "*")  # operators a constant may carry; add "-" for "c less than Y"
     # Unbounded mode: every value stays in 1..value_cap (GSM-Infinite: positive and <= 1000).
     value_cap: int = 1000
+    # The odds of each necessary statement form (totals included) times operation_tilt ** (its arithmetic
+    # operations). 1 is the study's distribution; above 1 a problem of the same op has fewer quantities and more
+    # operations each (`3 * (A + B)` over `A + B`), below 1 the reverse. A lever on how many operations the
+    # problems of a pre-training op range practise, which the paper's op 2-10 holds few of (results/
+    # micro_recipe.md, round 14).
+    operation_tilt: float = 1.0
 
     def validate(self, where: str) -> None:
         if self.modulus is not None and self.modulus < 2:
@@ -107,6 +113,8 @@ class GraphConfig:
             raise ConfigError(f"{where}.const_ops: must be distinct operators from {list(OPS)}, got {self.const_ops}")
         if self.value_cap < self.max_const ** 2:
             raise ConfigError(f"{where}.value_cap: must be >= max_const**2 = {self.max_const ** 2}, got {self.value_cap}")
+        if not (isinstance(self.operation_tilt, (int, float)) and self.operation_tilt > 0):
+            raise ConfigError(f"{where}.operation_tilt: must be a number > 0, got {self.operation_tilt!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +380,7 @@ class _Builder:
                 edges = k + has_const
                 if k > n or edges > self.max_edges:
                     continue
+                weight *= self.cfg.operation_tilt ** (edges - 1)
                 for inside in placements:
                     if inside and self.target not in self.open_position:
                         continue
@@ -382,7 +391,9 @@ class _Builder:
                             break
             totals = self._feasible_totals(u_out, members, remaining, reserve)
             for group in totals:
-                weight = _FORM_WEIGHTS["aggregate"] * (1.0 if len(self.members[group]) > 1 else _SINGLE_TOTAL_ODDS)
+                k = len(self.members[group])
+                weight = (_FORM_WEIGHTS["aggregate"] * (1.0 if k > 1 else _SINGLE_TOTAL_ODDS)
+                          * self.cfg.operation_tilt ** (k - 1))
                 options.append((weight, "aggregate", group, False))
             while options:
                 choice = self._pick(options)

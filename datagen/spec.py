@@ -102,9 +102,12 @@ class CorpusSpec:
 
     def identity(self) -> dict:
         """The spec as plain data, less what the corpus's bytes do not depend on: a manifest records this, and a
-        rebuild with another worker count is the same corpus. `curriculum` is left out at its default, so corpora
-        built before it existed keep their identity."""
-        return {k: v for k, v in to_dict(self).items() if k != "workers" and not (k == "curriculum" and v == 0)}
+        rebuild with another worker count is the same corpus. `curriculum` and `graph.operation_tilt` are left out
+        at their defaults, so corpora built before they existed keep their identity."""
+        identity = {k: v for k, v in to_dict(self).items() if k != "workers" and not (k == "curriculum" and v == 0)}
+        if identity["graph"]["operation_tilt"] == 1:
+            identity["graph"] = {k: v for k, v in identity["graph"].items() if k != "operation_tilt"}
+        return identity
 
     def op_weights(self, context: ContextShare) -> dict[int, float]:
         """Normalised probability of each op for one context."""

@@ -76,6 +76,11 @@ def test_curriculum_joins_the_identity_only_when_set():
     assert spec(curriculum=0.5).identity()["curriculum"] == 0.5
 
 
+def test_operation_tilt_joins_the_identity_only_when_set():
+    assert "operation_tilt" not in spec().identity()["graph"]  # corpora built before it existed keep their identity
+    assert spec(graph={"modulus": 23, "distractors": 0.5, "operation_tilt": 3.0}).identity()["graph"]["operation_tilt"] == 3.0
+
+
 def test_op_weights_normalised_per_range():
     s = spec(ops=[{"lo": 2, "hi": 4, "weight": 0.2}, {"lo": 5, "hi": 7, "weight": 0.3}, {"lo": 8, "hi": 10, "weight": 0.5}],
              contexts=[{"name": "zoo", "share": 1.0}])

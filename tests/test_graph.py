@@ -232,6 +232,22 @@ def test_generator_output_is_pinned():
     assert digest == "e8c4a3cf583de7eb146dca46a5243546234eff2a53bd7aa1ccf0f0e249f86f91"
 
 
+def test_operation_tilt_packs_more_operations_into_the_same_op():
+    def mean_operations(tilt, op):
+        rng = random.Random(3)
+        problems = [generate(op, rng, GraphConfig(operation_tilt=tilt), N_GROUPS, N_ITEMS) for _ in range(300)]
+        for problem in problems:
+            check_invariants(problem, op, GraphConfig(operation_tilt=tilt))
+        return sum(p.arith_ops for p in problems) / len(problems)
+
+    # op = quantities + operations, so more operations per problem at one op means fewer, busier statements.
+    for op in (10, 12):
+        assert mean_operations(1 / 3, op) + 0.4 < mean_operations(1.0, op) < mean_operations(3.0, op) - 0.4
+    # At the default the odds are multiplied by exactly 1: the study's generator, draw for draw.
+    assert generate(12, random.Random(2024), GraphConfig(operation_tilt=1), N_GROUPS, N_ITEMS) == generate(
+        12, random.Random(2024), GraphConfig(), N_GROUPS, N_ITEMS)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_dict_round_trip_is_lossless_and_json_safe(mode):
     for seed in range(20):
@@ -341,6 +357,8 @@ def test_just_enough_slots_always_suffice(op, distractors):
     ({"const_ops": ["/"]}, "graph.const_ops"),
     ({"const_ops": []}, "graph.const_ops"),
     ({"value_cap": 0}, "graph.value_cap"),
+    ({"operation_tilt": 0}, "graph.operation_tilt"),
+    ({"operation_tilt": -2.0}, "graph.operation_tilt"),
 ])
 def test_bad_config_names_field(bad, field):
     with pytest.raises(ConfigError, match=field):
