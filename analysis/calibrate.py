@@ -12,21 +12,25 @@ DIR/eval), and assigns each op from per-op numbers pooled over contexts (problem
 
 K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops that fit no rule (between the
 splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
-answer-only pass@K beside its chance level, then pass@1 by op and necessary quantities (op = quantities + arithmetic
-operations, and each quantity is one solution step, so at one op the problems with fewer operations are longer: the
-table says whether the frontier follows op or the number of steps). DIR/calibration.png/.pdf draws the per-op table;
-DIR/ladder.yaml (a `ladder:` section, loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written
-only when all three splits exist. Else the table says which is missing and the command exits 1: a base without a
-frontier is a finding, not a ladder.
+answer-only pass@K beside its chance level, then how firm each split is (the share of bootstrap draws of each op's
+problems under which the rules give the same span: at ~100 problems per op a rule's 0.01 margin is one problem),
+then pass@1 by op and necessary quantities (op = quantities + arithmetic operations, and each quantity is one
+solution step, so at one op the problems with fewer operations are longer: the table says whether the frontier
+follows op or the number of steps). DIR/calibration.png/.pdf draws the per-op table; DIR/ladder.yaml (a `ladder:`
+section, loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits
+exist. Else the table says which is missing and the command exits 1: a base without a frontier is a finding, not a
+ladder.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -113,12 +117,18 @@ def render_by_quantities(table: pd.DataFrame) -> str:
 
 def assign(table: pd.DataFrame, k: int, rules: Rules) -> dict[str, tuple[int, int] | None]:
     """split -> (lo, hi) by the rules in the module docstring; None where no op qualifies."""
-    ops = table["op"].tolist()
-    by_op = table.set_index("op")
-    is_id = lambda op: by_op.at[op, "greedy"] >= rules.id_greedy  # noqa: E731 (NaN: no greedy pass, never ID)
-    is_edge = lambda op: (by_op.at[op, "pass@1"] <= rules.edge_pass1_max  # noqa: E731
-                          and by_op.at[op, f"pass@{k}"] >= rules.edge_passk_min)
-    is_hard = lambda op: by_op.at[op, f"pass@{k}"] <= rules.hard_passk_max  # noqa: E731
+    return _spans(table["op"].tolist(), table["greedy"].tolist(), table["pass@1"].tolist(),
+                  table[f"pass@{k}"].tolist(), rules)
+
+
+def _spans(ops: list[int], greedy: list[float], pass1: list[float], passk: list[float],
+           rules: Rules) -> dict[str, tuple[int, int] | None]:
+    """`assign` on per-op lists, so that many resampled tables can be judged without building frames."""
+    at = {op: i for i, op in enumerate(ops)}
+    is_id = lambda op: greedy[at[op]] >= rules.id_greedy  # noqa: E731 (NaN: no greedy pass, never ID)
+    is_edge = lambda op: (pass1[at[op]] <= rules.edge_pass1_max  # noqa: E731
+                          and passk[at[op]] >= rules.edge_passk_min)
+    is_hard = lambda op: passk[at[op]] <= rules.hard_passk_max  # noqa: E731
     splits: dict[str, tuple[int, int] | None] = {}
     start = 0
     for name, rule, anchored in (("ID", is_id, True), ("edge", is_edge, False), ("hard", is_hard, False)):
@@ -127,6 +137,57 @@ def assign(table: pd.DataFrame, k: int, rules: Rules) -> dict[str, tuple[int, in
         if run:
             start = ops.index(run[-1]) + 1
     return splits
+
+
+def ladder_stability(samples: pd.DataFrame, k: int, rules: Rules, n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, Counter]:
+    """How the ladder varies with the problems drawn: each op's problems are resampled with replacement (as the
+    per-op CIs are), the rules applied to every draw; split -> Counter of spans (None: no such split) over draws.
+
+    A split's thresholds cut through per-op means measured on ~100 problems, so a ladder one problem from a
+    threshold is as likely to come out one op wider as it is: this says how firm each measured span is.
+    """
+    sampled = samples[samples["mode"] == "sampled"]
+    wide = per_problem_pass_at_k(sampled, ks=sorted({1, k})).pivot_table(
+        index=["context", "op", "problem_id"], columns=["metric", "k"], values="value")
+    greedy = samples[samples["mode"] == "greedy"].groupby(["context", "op", "problem_id"])["verified"].mean()
+    greedy = greedy.reindex(wide.index).to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    ops, means = [], []  # means: per op, an (n_boot, 3) array of resampled greedy, pass@1, pass@k
+    for op in sorted(wide.index.get_level_values("op").unique()):
+        rows = np.flatnonzero(wide.index.get_level_values("op") == op)
+        values = np.column_stack([greedy[rows], wide[("pass@k_verified", 1)].to_numpy()[rows],
+                                  wide[("pass@k_verified", k)].to_numpy()[rows]])
+        draws = rng.integers(0, len(rows), size=(n_boot, len(rows)))
+        ops.append(int(op))
+        means.append(values[draws].mean(axis=1))
+    stacked = np.stack(means, axis=1)  # (n_boot, ops, 3)
+    counts: dict[str, Counter] = {"ID": Counter(), "edge": Counter(), "hard": Counter()}
+    for draw in stacked:
+        for name, span in _spans(ops, draw[:, 0].tolist(), draw[:, 1].tolist(), draw[:, 2].tolist(), rules).items():
+            counts[name][span] += 1
+    return counts
+
+
+def render_stability(counts: dict[str, Counter], splits: dict) -> str:
+    """Markdown: per split, the share of draws that give the measured span, the other spans, and the edge's width."""
+    n = sum(counts["edge"].values())
+    text = lambda span: "none" if span is None else f"{span[0]}–{span[1]}"  # noqa: E731
+    lines = ["## How firm the ladder is", "",
+             f"Each op's problems resampled with replacement {n} times and the rules applied to every draw: the "
+             "share of draws that give each split as measured, and the spans the others give (shares under 0.005 "
+             "left out).", "",
+             "| split | measured | same in | other spans (share of draws) |", "|---|---|---|---|"]
+    for name, span in splits.items():
+        others = ", ".join(f"{text(s)} {c / n:.2f}" for s, c in counts[name].most_common()
+                           if s != span and c / n >= 0.005)
+        lines.append(f"| {name} | {text(span)} | {counts[name][span] / n:.2f} | {others or '—'} |")
+    widths = Counter()
+    for span, c in counts["edge"].items():
+        widths[0 if span is None else span[1] - span[0] + 1] += c
+    lines += ["", "Edge width in ops (share of draws): "
+              + ", ".join(f"{w}: {c / n:.2f}" for w, c in sorted(widths.items())) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def _first_run(ops: list[int], rule, anchored: bool) -> list[int]:
@@ -212,7 +273,9 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     table = per_op_table(evaluation.samples, k, n_boot=cfg.n_boot, seed=cfg.seed)
     splits = assign(table, k, rules)
     chance = chance_pass_at_k(read_manifest(data)["spec"]["graph"].get("modulus"), k)
+    stability = ladder_stability(evaluation.samples, k, rules, n_boot=cfg.n_boot, seed=cfg.seed)
     (out / TABLE_FILE).write_text(render(table, splits, k, rules, chance, str(model)) + "\n"
+                                  + render_stability(stability, splits) + "\n"
                                   + render_by_quantities(by_quantities_table(evaluation.samples)))
     plot_calibration(table, splits, k, rules, f"{evaluation.checkpoint}: measured ladder (T={cfg.temperature})",
                      out / FIGURE)

@@ -6,8 +6,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from analysis.calibrate import (Rules, assign, by_quantities_table, chance_pass_at_k, main, per_op_table,
-                                plot_calibration, render_by_quantities, write_ladder)
+from analysis.calibrate import (Rules, assign, by_quantities_table, chance_pass_at_k, ladder_stability, main,
+                                per_op_table, plot_calibration, render_by_quantities, render_stability, write_ladder)
 from analysis.config import Ladder, Span, load_eval_config, load_ladder
 from core.config import ConfigError
 
@@ -82,6 +82,26 @@ def test_the_ladder_is_incomplete_when_the_base_has_no_frontier():
     assert assign(no_edge, 8, Rules(edge_passk_min=0.1)) == {"ID": (2, 2), "edge": (3, 3), "hard": (4, 4)}
 
 
+def test_ladder_stability_resamples_problems_within_op():
+    # op 2 mastered, op 3 an edge on every problem, op 5 never solved: firm. Op 4 holds 10 problems always solved
+    # and 10 never: pass@1 is exactly the edge's 0.5, and a resample keeps op 4 in the edge when it draws at most
+    # 10 of the solved ones, P(Binomial(20, 1/2) <= 10) = 0.588; else the edge is op 3 alone.
+    verified, greedy = {}, {}
+    for p in range(20):
+        for op, flags in ((2, [True] * 4), (3, [True, False, False, False]), (4, [p < 10] * 4), (5, [False] * 4)):
+            verified["zoo", op, f"{op}-{p}"], greedy["zoo", op, f"{op}-{p}"] = flags, op == 2
+    samples = samples_frame(verified, greedy)
+    splits = assign(per_op_table(samples, k=2, n_boot=50), 2, Rules())
+    assert splits == {"ID": (2, 2), "edge": (3, 4), "hard": (5, 5)}
+    counts = ladder_stability(samples, 2, Rules(), n_boot=2000, seed=1)
+    assert counts["ID"] == {(2, 2): 2000} and counts["hard"] == {(5, 5): 2000}
+    assert set(counts["edge"]) == {(3, 4), (3, 3)} and counts["edge"][(3, 4)] / 2000 == pytest.approx(0.588, abs=0.04)
+    text = render_stability(counts, splits)
+    share = counts["edge"][(3, 4)] / 2000
+    assert f"| edge | 3–4 | {share:.2f} | 3–3 {1 - share:.2f} |" in text and "| ID | 2–2 | 1.00 | — |" in text
+    assert f"Edge width in ops (share of draws): 1: {1 - share:.2f}, 2: {share:.2f}." in text
+
+
 def test_chance_of_answer_only_pass_at_k():
     assert chance_pass_at_k(7, 1) == pytest.approx(1 / 7)
     assert chance_pass_at_k(7, 32) == pytest.approx(1 - (6 / 7) ** 32) and chance_pass_at_k(None, 32) is None
@@ -121,7 +141,9 @@ def test_calibrating_a_base_without_a_frontier(smoke_base, tmp_path, capsys):
     assert main(args) == 1  # a 30-step smoke model solves nothing greedily: no ID, so no ladder
     assert "the base has no ID" in capsys.readouterr().err
     assert not (tmp_path / "cal" / "ladder.yaml").exists() and (tmp_path / "cal" / "calibration.png").exists()
-    table, by_quantities = (tmp_path / "cal" / "calibration.md").read_text().split("## Verified pass@1 by necessary")
+    table, rest = (tmp_path / "cal" / "calibration.md").read_text().split("## How firm the ladder is")
+    stability, by_quantities = rest.split("## Verified pass@1 by necessary")
+    assert "| ID | none |" in stability and "Edge width in ops" in stability
     assert "| all |" in by_quantities
     corpus_ops = range(2, 7)  # the smoke corpus has op 2-6; the preset's guess reaches 8
     assert [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "op" not in line
