@@ -144,8 +144,8 @@ def ladder_stability(samples: pd.DataFrame, k: int, rules: Rules, n_boot: int = 
     """How the ladder varies with the problems drawn: each op's problems are resampled with replacement (as the
     per-op CIs are), the rules applied to every draw; split -> Counter of spans (None: no such split) over draws.
 
-    A split's thresholds cut through per-op means measured on ~100 problems, so a ladder one problem from a
-    threshold is as likely to come out one op wider as it is: this says how firm each measured span is.
+    A split's thresholds cut through per-op means measured on ~100 problems, so an op one problem away from a
+    threshold falls on either side of it in many resamples: this says how firm each measured span is.
     """
     sampled = samples[samples["mode"] == "sampled"]
     wide = per_problem_pass_at_k(sampled, ks=sorted({1, k})).pivot_table(

@@ -93,8 +93,8 @@ class GraphConfig:
     # The odds of each necessary statement form (totals included) times operation_tilt ** (its arithmetic
     # operations). 1 is the study's distribution; above 1 a problem of the same op has fewer quantities and more
     # operations each (`3 * (A + B)` over `A + B`), below 1 the reverse. A lever on how many operations the
-    # problems of a pre-training op range practise, which the paper's op 2-10 holds few of (results/
-    # micro_recipe.md, round 14).
+    # problems of a pre-training op range practise; at 3 it cost the micro base its 7-quantity practice and
+    # narrowed its frontier (results/micro_recipe.md, round 16).
     operation_tilt: float = 1.0
 
     def validate(self, where: str) -> None:

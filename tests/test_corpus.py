@@ -78,7 +78,8 @@ def test_curriculum_joins_the_identity_only_when_set():
 
 def test_operation_tilt_joins_the_identity_only_when_set():
     assert "operation_tilt" not in spec().identity()["graph"]  # corpora built before it existed keep their identity
-    assert spec(graph={"modulus": 23, "distractors": 0.5, "operation_tilt": 3.0}).identity()["graph"]["operation_tilt"] == 3.0
+    tilted = spec(graph={"modulus": 23, "distractors": 0.5, "operation_tilt": 3.0})
+    assert tilted.identity()["graph"]["operation_tilt"] == 3.0
 
 
 def test_op_weights_normalised_per_range():
