@@ -71,10 +71,7 @@ def per_op_table(samples: pd.DataFrame, k: int, n_boot: int = 2000, seed: int = 
 
     Pooled over contexts with every problem weighing the same, as the split rows of `analysis.tables` are.
     """
-    sampled = samples[samples["mode"] == "sampled"]
-    per_problem = per_problem_pass_at_k(sampled, ks=sorted({1, k}))
-    wide = per_problem.pivot_table(index=["context", "op", "problem_id"], columns=["metric", "k"], values="value")
-    greedy = samples[samples["mode"] == "greedy"].groupby(["context", "op", "problem_id"])["verified"].mean()
+    wide, greedy = _per_problem(samples, k)
     rows = []
     for op, block in wide.groupby(level="op"):
         pass1, lo1, hi1 = bootstrap_ci(block[("pass@k_verified", 1)].to_numpy(), n_boot=n_boot, seed=seed)
@@ -86,6 +83,16 @@ def per_op_table(samples: pd.DataFrame, k: int, n_boot: int = 2000, seed: int = 
                      f"pass@{k}": passk, f"pass@{k}_lo": lok, f"pass@{k}_hi": hik,
                      f"pass@{k}_answer": float(block[("pass@k_answer", k)].mean())})
     return pd.DataFrame(rows).sort_values("op", ignore_index=True)
+
+
+def _per_problem(samples: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Per (context, op, problem): verified and answer-only pass@1 and pass@k (columns (metric, k)), and greedy
+    verified accuracy (its own index: problems without a greedy pass are absent)."""
+    sampled = samples[samples["mode"] == "sampled"]
+    wide = per_problem_pass_at_k(sampled, ks=sorted({1, k})).pivot_table(
+        index=["context", "op", "problem_id"], columns=["metric", "k"], values="value")
+    greedy = samples[samples["mode"] == "greedy"].groupby(["context", "op", "problem_id"])["verified"].mean()
+    return wide, greedy
 
 
 def by_quantities_table(samples: pd.DataFrame) -> pd.DataFrame:
@@ -147,10 +154,7 @@ def ladder_stability(samples: pd.DataFrame, k: int, rules: Rules, n_boot: int = 
     A split's thresholds cut through per-op means measured on ~100 problems, so an op one problem away from a
     threshold falls on either side of it in many resamples: this says how firm each measured span is.
     """
-    sampled = samples[samples["mode"] == "sampled"]
-    wide = per_problem_pass_at_k(sampled, ks=sorted({1, k})).pivot_table(
-        index=["context", "op", "problem_id"], columns=["metric", "k"], values="value")
-    greedy = samples[samples["mode"] == "greedy"].groupby(["context", "op", "problem_id"])["verified"].mean()
+    wide, greedy = _per_problem(samples, k)
     greedy = greedy.reindex(wide.index).to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
     ops, means = [], []  # means: per op, an (n_boot, 3) array of resampled greedy, pass@1, pass@k

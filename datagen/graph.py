@@ -325,6 +325,9 @@ class _Builder:
     def __init__(self, rng: random.Random, cfg: GraphConfig, n_groups: int, n_items: int):
         self.rng = rng
         self.cfg = cfg
+        # Odds of each non-total form under cfg.operation_tilt (a form of e edges carries e - 1 operations).
+        self.form_weights = {form: weight * cfg.operation_tilt ** (_FORMS[form][0] + _FORMS[form][1] - 1)
+                             for form, weight in _FORM_WEIGHTS.items() if form != "aggregate"}
         self.kinds: list[str] = []
         self.ops: list[str | None] = []
         self.parents: list[tuple[int, ...]] = []
@@ -373,14 +376,11 @@ class _Builder:
             placements = (False,) if self.target is None else (False, True)
             # (weight, form, unused parents outside the target needed, placed in the target)
             options: list[tuple[float, str, int, bool]] = []
-            for form, weight in _FORM_WEIGHTS.items():
-                if form == "aggregate":
-                    continue
+            for form, weight in self.form_weights.items():
                 k, has_const, _ = _FORMS[form]
                 edges = k + has_const
                 if k > n or edges > self.max_edges:
                     continue
-                weight *= self.cfg.operation_tilt ** (edges - 1)
                 for inside in placements:
                     if inside and self.target not in self.open_position:
                         continue

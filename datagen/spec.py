@@ -15,6 +15,9 @@ from core.config import ConfigError, to_dict
 from datagen.graph import GraphConfig
 
 SPLITS = ("train", "val", "test", "rl")
+# Fields added after corpora were built, as (section or None, name, default): left out of `identity` at their
+# defaults, so those corpora keep theirs.
+_LATER_FIELDS = ((None, "curriculum", 0), ("graph", "operation_tilt", 1))
 
 
 @dataclass
@@ -102,11 +105,13 @@ class CorpusSpec:
 
     def identity(self) -> dict:
         """The spec as plain data, less what the corpus's bytes do not depend on: a manifest records this, and a
-        rebuild with another worker count is the same corpus. `curriculum` and `graph.operation_tilt` are left out
-        at their defaults, so corpora built before they existed keep their identity."""
-        identity = {k: v for k, v in to_dict(self).items() if k != "workers" and not (k == "curriculum" and v == 0)}
-        if identity["graph"]["operation_tilt"] == 1:
-            identity["graph"] = {k: v for k, v in identity["graph"].items() if k != "operation_tilt"}
+        rebuild with another worker count is the same corpus, and fields newer than the first corpora
+        (`_LATER_FIELDS`) are left out at their defaults."""
+        identity = {k: v for k, v in to_dict(self).items() if k != "workers"}
+        for section, name, default in _LATER_FIELDS:
+            fields = identity if section is None else identity[section]
+            if fields[name] == default:
+                del fields[name]
         return identity
 
     def op_weights(self, context: ContextShare) -> dict[int, float]:
