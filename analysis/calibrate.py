@@ -10,16 +10,16 @@ DIR/eval), and assigns each op from per-op numbers pooled over contexts (problem
           and pass@K >= rules.edge_passk_min (0.2): usually wrong, but solved within K samples
     hard  the first run of consecutive ops above edge whose pass@K <= rules.hard_passk_max (0.05)
 
-K is the evaluation's sample count (`--samples`, the preset's eval.samples). Ops that fit no rule (between the
-splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with bootstrap CIs and
-answer-only pass@K beside its chance level, then how firm each split is (the share of bootstrap draws of each op's
-problems under which the rules give the same span: at ~100 problems per op a rule's 0.01 margin is one problem),
-then pass@1 by op and necessary quantities (op = quantities + arithmetic operations, and each quantity is one
-solution step, so at one op the problems with fewer operations are longer: the table says whether the frontier
-follows op or the number of steps). DIR/calibration.png/.pdf draws the per-op table; DIR/ladder.yaml (a `ladder:`
-section, loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three splits
-exist. Else the table says which is missing and the command exits 1: a base without a frontier is a finding, not a
-ladder.
+K is the evaluation's sample count (`--samples`; the preset's calibrate.samples, else eval.samples). Ops that fit no
+rule (between the splits) stay unassigned: the Ladder allows gaps. DIR/calibration.md holds the per-op table with
+bootstrap CIs and answer-only pass@K beside its chance level, then how firm each split is (the share of bootstrap
+draws of each op's problems under which the rules give the same span: at ~100 problems per op a rule's 0.01 margin
+is one problem), then pass@1 by op and necessary quantities (op = quantities + arithmetic operations, and each
+quantity is one solution step, so at one op the problems with fewer operations are longer: the table says whether
+the frontier follows op or the number of steps). DIR/calibration.png/.pdf draws the per-op table; DIR/ladder.yaml (a
+`ladder:` section, loaded with `analysis.config.load_ladder(..., ladder_file=...)`) is written only when all three
+splits exist. Else the table says which is missing and the command exits 1: a base without a frontier is a finding,
+not a ladder.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from analysis.evaluate import evaluate
 from analysis.plots import save
 from analysis.stats import bootstrap_ci
 from analysis.tables import per_problem_pass_at_k
-from core.config import ConfigError, build, parse_overrides
+from core.config import ConfigError, build, load, parse_overrides
 from core.lock import lock_path
 from datagen.corpus import read_manifest
 
@@ -64,6 +64,25 @@ class Rules:
         for name, value in vars(self).items():
             if not 0 <= value <= 1:
                 raise ConfigError(f"{where}.{name}: must lie in [0, 1], got {value}")
+
+
+@dataclass
+class CalibrateConfig:
+    """A preset's `calibrate:` section: the protocol `lab calibrate` runs where it differs from the `eval:` section.
+
+    A split's rule is decided by the problems at its margin (at 100 problems per op, 0.01 of pass@1 is one problem),
+    so a preset may ask calibration for more problems and samples than its routine evaluations spend. Problems per
+    op is a cap: a calibration corpus with more problems at the frontier ops than elsewhere spends them there."""
+
+    problems_per_op: int | None = None  # per op and context, at most; None: eval.problems_per_op
+    samples: int | None = None  # K of the pass@K rules; None: eval.samples
+    rules: Rules = field(default_factory=Rules)
+
+    def validate(self, where: str) -> None:
+        for name in ("problems_per_op", "samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}: must be >= 1 (or null: the eval section's), "
+                                  f"got {getattr(self, name)}")
 
 
 def per_op_table(samples: pd.DataFrame, k: int, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -257,9 +276,14 @@ def calibrate(model: str | Path, data: str | Path, out: str | Path, preset: str,
     """Evaluate into OUT/eval, write OUT/calibration.md and (if complete) OUT/ladder.yaml; (splits, table), or None
     on a data-parallel run's ranks other than 0."""
     out = Path(out)
-    rule_overrides = {key.removeprefix("rules."): v for key, v in overrides.items() if key.startswith("rules.")}
-    rules = build(Rules, rule_overrides, "rules")
-    cfg, guess = load_eval_config(preset, {key: v for key, v in overrides.items() if not key.startswith("rules.")})
+    protocol = load(CalibrateConfig, preset, "calibrate",
+                    {key: v for key, v in overrides.items() if key.startswith("rules.")})
+    rules = protocol.rules
+    # The section's protocol over the eval section, and the command line over both.
+    eval_overrides = {name: getattr(protocol, name) for name in ("problems_per_op", "samples")
+                      if getattr(protocol, name) is not None}
+    eval_overrides.update({key: v for key, v in overrides.items() if not key.startswith("rules.")})
+    cfg, guess = load_eval_config(preset, eval_overrides)
     if not cfg.greedy:
         raise ConfigError("eval.greedy: calibration needs the greedy pass (the ID rule is greedy accuracy)")
     # Every op of the guessed range is evaluated: the guess's gaps are closed, its splits only label DIR/eval.
@@ -301,14 +325,16 @@ def write_ladder(path: Path, splits: dict[str, tuple[int, int]], note: str) -> N
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lab calibrate", description=__doc__.split("\n\n")[0],
-                                     epilog="eval fields as in lab eval (--samples K --problems-per-op P ...); "
+                                     epilog="eval fields as in lab eval (--samples K --problems-per-op P ...; "
+                                            "defaults: the preset's calibrate section, else its eval section); "
                                             "the guessed range: --ladder.ID.lo OP --ladder.hard.hi OP; thresholds: "
                                             "--rules.id_greedy --rules.edge_pass1_max --rules.edge_passk_min "
                                             "--rules.hard_passk_max")
     parser.add_argument("--model", required=True, type=Path, help="HF model directory, or a run directory")
     parser.add_argument("--data", required=True, type=Path, help="corpus whose test split covers the ops")
     parser.add_argument("--out", required=True, type=Path, help="calibration directory (eval/, ladder.yaml, table)")
-    parser.add_argument("--preset", default="smoke", help="preset name or YAML path (sections 'eval', 'ladder')")
+    parser.add_argument("--preset", default="smoke",
+                        help="preset name or YAML path (sections 'calibrate', 'eval', 'ladder')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
     try:

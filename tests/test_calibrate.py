@@ -9,7 +9,7 @@ import pytest
 from analysis.calibrate import (Rules, assign, by_quantities_table, chance_pass_at_k, ladder_stability, main,
                                 per_op_table, plot_calibration, render_by_quantities, render_stability, write_ladder)
 from analysis.config import Ladder, Span, load_eval_config, load_ladder
-from core.config import ConfigError
+from core.config import ConfigError, preset_path
 
 
 def samples_frame(verified: dict[tuple[str, int, str], list[bool]], greedy: dict[tuple[str, int, str], bool]):
@@ -164,6 +164,32 @@ def test_calibrating_on_two_processes_writes_the_same_table(smoke_base, tmp_path
                                "--devices", devices], capture_output=True, text=True)
         assert done.returncode == 1 and "the base has no ID" in done.stderr, done.stderr[-2000:]
     assert (tmp_path / "two" / "calibration.md").read_text() == (tmp_path / "one" / "calibration.md").read_text()
+
+
+def test_the_presets_calibrate_section_sets_the_protocol_and_the_command_line_wins(smoke_base, tmp_path, capsys):
+    import yaml
+
+    from analysis.evaldir import read_summary
+
+    preset = yaml.safe_load(preset_path("smoke").read_text())
+    preset["calibrate"] = {"problems_per_op": 1, "samples": 3, "rules": {"id_greedy": 0.0}}
+    (tmp_path / "preset.yaml").write_text(yaml.safe_dump(preset))
+    args = ["--model", str(smoke_base / "base"), "--data", str(smoke_base / "corpus"), "--quiet",
+            "--preset", str(tmp_path / "preset.yaml"), "--max_new_tokens", "8"]
+    main([*args, "--out", str(tmp_path / "section")])
+    config = read_summary(tmp_path / "section" / "eval")["request"]["config"]
+    assert (config["problems_per_op"], config["samples"]) == (1, 3)
+    table = (tmp_path / "section" / "calibration.md").read_text()
+    assert "ID greedy >= 0.0" in table and "pass@3" in table  # the section's rules and K
+    main([*args, "--out", str(tmp_path / "cli"), "--samples", "2", "--rules.id_greedy", "0.5"])
+    config = read_summary(tmp_path / "cli" / "eval")["request"]["config"]
+    assert (config["problems_per_op"], config["samples"]) == (1, 2)
+    assert "ID greedy >= 0.5" in (tmp_path / "cli" / "calibration.md").read_text()
+    capsys.readouterr()
+    preset["calibrate"] = {"samples": 0}
+    (tmp_path / "preset.yaml").write_text(yaml.safe_dump(preset))
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    assert "calibrate.samples" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_bad_inputs_exit_2(smoke_base, tmp_path, capsys):
