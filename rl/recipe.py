@@ -53,6 +53,19 @@ class _Steps(IterableDataset):
         return itertools.count()
 
 
+class _StepProgressBar(TQDMProgressBar):
+    """The step stream is endless, so Lightning cannot size the bar; the run's step cap gives it a total and an ETA
+    (a fixed-compute run may stop earlier, when its budget is spent)."""
+
+    def __init__(self, steps: int):
+        super().__init__(refresh_rate=1)
+        self.steps = steps
+
+    @property
+    def total_train_batches(self) -> int:
+        return self.steps
+
+
 class RLRecipe:
     def __init__(self, cfg: RLConfig, data: str | Path, init: str | Path, out: str | Path, progress: bool = True):
         self.cfg, self.progress = cfg, progress
@@ -92,7 +105,7 @@ class RLRecipe:
                      CheckpointOnSigterm(self.ckpt),
                      StopOnNonFinite(), self.stopwatch]
         if self.progress:
-            callbacks.append(TQDMProgressBar(refresh_rate=1))
+            callbacks.append(_StepProgressBar(self.cfg.steps))
         self.trainer = L.Trainer(
             **self.cfg.trainer_args(), precision=resolve_precision(self.cfg.precision), max_epochs=1, max_steps=-1,
             use_distributed_sampler=False,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,14 @@ def test_summary_metrics_and_completions(base, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "completions.jsonl", "config.json", "metrics.jsonl", "model", "summary.json"]  # no checkpoint left over
     assert main(rl_args(base, out)) == 0  # finished: nothing to do
+
+
+def test_progress_bar_counts_toward_the_step_cap(base, tmp_path, capfd):
+    """Long RL runs show how far they are and an ETA: the bar's total is the run's steps, not '?'."""
+    args = [a for a in rl_args(base, tmp_path / "bar") if a != "--quiet"]
+    assert main(args) == 0
+    bar = capfd.readouterr().out  # Lightning's bar writes to stdout
+    assert f"{STEPS}/{STEPS} [" in bar and not re.search(r"Epoch 0:[^\r\n]*/\?", bar)
 
 
 def test_a_compute_budget_stops_the_run_within_half_a_step(base, tmp_path):
